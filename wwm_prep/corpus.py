@@ -1,0 +1,158 @@
+"""Finding corpus files and streaming their records, one line at a time, whatever the file size.
+
+Files are JSON lines, plain, gzip or zstd, laid out like llm-jp-corpus-v3 (`ja/<subset>/…`). A record
+that cannot be used becomes a `Reject` with its reason instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from wwm_prep.errors import WwmPrepError
+
+JAPANESE_SUBSETS = ("ja_cc", "ja_warp_html", "ja_warp_pdf", "ja_wiki", "kaken")
+SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    source: str  # path relative to the corpus root it was found under
+    subset: str
+
+    @property
+    def unit(self) -> str:
+        """A name for this file's output, unique within a run and safe as a file name."""
+        stem = self.source
+        for suffix in SUFFIXES:
+            if stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        return re.sub(r"[^\w.+-]+", "--", stem.removeprefix("ja/"))
+
+
+@dataclass(frozen=True)
+class Document:
+    line: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    line: int
+    reason: str
+    raw: bytes
+
+    def record(self, source: str) -> dict[str, object]:
+        try:
+            raw, raw_base64 = self.raw.decode("utf-8"), None
+        except UnicodeDecodeError:
+            raw, raw_base64 = None, base64.b64encode(self.raw).decode("ascii")
+        return {"source": source, "line": self.line, "reason": self.reason, "raw": raw, "raw_base64": raw_base64}
+
+
+def _is_corpus_file(path: Path) -> bool:
+    return path.is_file() and path.name.endswith(SUFFIXES)
+
+
+def _input_file(path: Path, root: Path | None) -> InputFile:
+    """Name a file by its place in the llm-jp-corpus-v3 layout (`ja/<subset>/…`) where it has one, so
+    that a file gets the same source, subset and shard name however the user pointed at it."""
+    parts = path.parts
+    if "ja" in parts[:-2]:
+        at = len(parts) - 1 - parts[::-1].index("ja")
+        return InputFile(path, "/".join(parts[at:]), parts[at + 1])
+    if root is not None and path.parent != root:
+        relative = path.relative_to(root)
+        return InputFile(path, relative.as_posix(), relative.parts[0])
+    return InputFile(path, path.name, path.parent.name)
+
+
+def _under(root: Path, subsets: set[str] | None) -> list[InputFile]:
+    if (root / "ja").is_dir():
+        root = root / "ja"
+    files = (_input_file(p, root) for p in sorted(root.rglob("*")) if _is_corpus_file(p))
+    return [f for f in files if subsets is None or f.subset in subsets]
+
+
+def discover(inputs: Iterable[str], subsets: Iterable[str] | None = None) -> list[InputFile]:
+    """Input files named by corpus roots, directories, files or globs, in a stable order.
+
+    In the llm-jp-corpus-v3 layout the subset is the directory under `ja/`; elsewhere it is the first
+    directory below the named one, or the file's own directory. `subsets` filters what directories hold.
+    """
+    wanted = set(subsets) if subsets is not None else None
+    found: list[InputFile] = []
+    for item in inputs:
+        matches = [Path(p) for p in sorted(glob.glob(item))] if glob.has_magic(item) else [Path(item)]
+        if not matches or not all(p.exists() for p in matches):
+            raise WwmPrepError(f"input not found: {item}")
+        for path in matches:
+            if path.is_dir():
+                found.extend(_under(path, wanted))
+            elif _is_corpus_file(path):
+                found.append(_input_file(path, None))
+            else:
+                raise WwmPrepError(f"{path}: not a corpus file (expected one of {', '.join(SUFFIXES)})")
+    names: dict[str, Path] = {}
+    for f in found:
+        if f.unit in names and names[f.unit] != f.path:
+            raise WwmPrepError(f"two inputs would write the same shard {f.unit!r}: {names[f.unit]} and {f.path}")
+        names[f.unit] = f.path
+    unique = {f.path: f for f in found}
+    if not unique:
+        raise WwmPrepError("no input files found (looked for " + ", ".join(SUFFIXES) + ")")
+    return list(unique.values())
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """The decompressed byte stream of a corpus file, chosen by its name."""
+    raw = open(path, "rb")
+    if path.name.endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if path.name.endswith(".zst"):
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))  # type: ignore[return-value]
+    return raw
+
+
+def parse_record(line_no: int, raw: bytes) -> Document | Reject:
+    """A document from one JSON line, or the reason it cannot be one."""
+    try:
+        record = json.loads(raw)
+    except UnicodeDecodeError:
+        return Reject(line_no, "invalid UTF-8", raw)
+    except json.JSONDecodeError as exc:
+        return Reject(line_no, f"not JSON: {exc.msg} at column {exc.colno}", raw)
+    if not isinstance(record, dict):
+        return Reject(line_no, f"not a JSON object but {type(record).__name__}", raw)
+    if "text" not in record:
+        return Reject(line_no, "no 'text' field", raw)
+    text = record["text"]
+    if not isinstance(text, str):
+        kind = "null" if text is None else type(text).__name__
+        return Reject(line_no, f"'text' is {kind}, not a string", raw)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return Reject(line_no, "'text' holds a lone surrogate (not valid Unicode)", raw)
+    return Document(line_no, text)
+
+
+def read_records(path: Path) -> Iterator[Document | Reject]:
+    """Every line of a corpus file as a Document or a Reject; I/O and decompression errors propagate."""
+    with open_binary(path) as stream:
+        for line_no, raw in enumerate(stream, start=1):
+            raw = raw.rstrip(b"\r\n")
+            if raw.strip():
+                yield parse_record(line_no, raw)

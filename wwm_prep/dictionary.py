@@ -1,0 +1,157 @@
+"""Loading a vibrato dictionary from whatever the user names, and the one table alignment needs from it.
+
+vibrato cannot save a compiled dictionary and holds the GIL, so a dictionary is loaded once per
+process (before workers fork, so they share it) and described by a hash of the files it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import vibrato
+import zstandard
+
+from wwm_prep.errors import WwmPrepError
+from wwm_prep.resources import resource
+
+DEFAULT_DICTIONARY = "tiny-ja"
+BUNDLED = {"tiny-ja": ("dictionaries", "tiny-ja")}
+# Settings with which vibrato reproduces MeCab's segmentation exactly (DESIGN.md §2).
+IGNORE_SPACE = True
+MAX_GROUPING_LEN = 24
+TEXT_PARTS = ("matrix.def", "char.def", "unk.def")
+
+
+@dataclass(frozen=True)
+class Dictionary:
+    name: str
+    source: Path
+    format: str  # "mecab-text" | "vibrato" | "mecab-binary"
+    sha256: str
+    tagger: vibrato.Vibrato
+    space: np.ndarray  # bool[0x10000]: characters vibrato skips as spaces (ignore_space)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "source": str(self.source),
+            "format": self.format,
+            "sha256": self.sha256,
+            "ignore_space": IGNORE_SPACE,
+            "max_grouping_len": MAX_GROUPING_LEN,
+        }
+
+
+def _files_sha256(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_text(path: Path) -> str:
+    """MeCab text sources come in UTF-8 or EUC-JP (Debian's IPAdic); vibrato wants str."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("euc_jp")
+        except UnicodeDecodeError as exc:
+            raise WwmPrepError(f"{path}: neither UTF-8 nor EUC-JP text") from exc
+
+
+def _text_dictionary_files(directory: Path) -> list[Path]:
+    missing = [part for part in TEXT_PARTS if not (directory / part).is_file()]
+    lexicon = sorted(directory.glob("*.csv"))
+    if missing or not lexicon:
+        what = ", ".join(missing + ([] if lexicon else ["*.csv lexicon"]))
+        raise WwmPrepError(f"{directory}: not a MeCab text dictionary (missing {what})")
+    return lexicon + [directory / part for part in TEXT_PARTS]
+
+
+def _compile_text(directory: Path) -> vibrato.Vibrato:
+    lexicon_files = _text_dictionary_files(directory)[: -len(TEXT_PARTS)]
+    lexicon = "".join(text if text.endswith("\n") else text + "\n" for text in map(_read_text, lexicon_files))
+    matrix, char, unk = (_read_text(directory / part) for part in TEXT_PARTS)
+    try:
+        return vibrato.Vibrato.from_textdict(
+            lexicon, matrix, char, unk, ignore_space=IGNORE_SPACE, max_grouping_len=MAX_GROUPING_LEN
+        )
+    except ValueError as exc:
+        raise WwmPrepError(f"{directory}: vibrato could not compile this dictionary: {exc}") from exc
+
+
+def _load_compiled(path: Path) -> vibrato.Vibrato:
+    data = path.read_bytes()
+    if path.suffix == ".zst":
+        data = zstandard.ZstdDecompressor().stream_reader(data).read()
+    try:
+        return vibrato.Vibrato(data, ignore_space=IGNORE_SPACE, max_grouping_len=MAX_GROUPING_LEN)
+    except ValueError as exc:
+        raise WwmPrepError(f"{path}: not a vibrato system dictionary: {exc}") from exc
+
+
+def space_table(tagger: vibrato.Vibrato) -> np.ndarray:
+    """Which BMP characters the dictionary treats as spaces, found by one tokenize call over all of them.
+
+    With ignore_space, vibrato drops these from its output; knowing them lets word offsets be rebuilt
+    from surface lengths alone (surfaces are ~30 % cheaper than tokens with offsets). Characters above
+    U+FFFF take U+0000's category in vibrato, which is never SPACE.
+    """
+    codes = np.arange(1, 0x10000)
+    codes = codes[(codes < 0xD800) | (codes > 0xDFFF)]
+    probe = codes.astype("<u4").tobytes().decode("utf-32-le")
+    covered = np.zeros(len(codes) + 1, dtype=np.int64)
+    for token in tagger.tokenize(probe):
+        covered[token.start()] += 1
+        covered[token.end()] -= 1
+    space = np.zeros(0x10000, dtype=bool)
+    space[codes] = np.cumsum(covered)[:-1] == 0
+    return space
+
+
+def load_dictionary(spec: str | Path | None = None, cache: Path | None = None) -> Dictionary:
+    """Load a dictionary named by a registry name, a bundled name, or a path.
+
+    A path may be a MeCab text dictionary directory, a MeCab binary dictionary directory (converted to
+    text once and cached), or a vibrato `system.dic` / `system.dic.zst`.
+    """
+    name = str(spec) if spec is not None else DEFAULT_DICTIONARY
+    if name in BUNDLED:
+        path = resource(*BUNDLED[name])
+    elif Path(name).exists():
+        path = Path(name)
+    else:
+        from wwm_prep import dict_registry
+
+        try:
+            path = dict_registry.resolve(name, dict_registry.cache_dir(cache))
+        except dict_registry.DictionaryError as exc:
+            raise WwmPrepError(str(exc)) from exc
+    return _load_path(name, path.resolve(), cache)
+
+
+def _load_path(name: str, path: Path, cache: Path | None) -> Dictionary:
+    if path.is_file():
+        return _finish(name, path, "vibrato", _files_sha256([path]), _load_compiled(path))
+    if (path / "sys.dic").is_file():
+        from wwm_prep import dict_registry, mecab_binary
+
+        binary_files = sorted(p for p in path.iterdir() if p.suffix in (".dic", ".bin"))
+        text_dir = mecab_binary.converted_text_dictionary(path, dict_registry.cache_dir(cache) / "converted")
+        return _finish(name, path, "mecab-binary", _files_sha256(binary_files), _compile_text(text_dir))
+    if path.is_dir():
+        files = _text_dictionary_files(path)
+        return _finish(name, path, "mecab-text", _files_sha256(files), _compile_text(path))
+    raise WwmPrepError(f"{path}: not a dictionary")
+
+
+def _finish(name: str, path: Path, fmt: str, sha256: str, tagger: vibrato.Vibrato) -> Dictionary:
+    return Dictionary(name, path, fmt, sha256, tagger, space_table(tagger))

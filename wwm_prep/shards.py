@@ -1,0 +1,138 @@
+"""Arrow shards and their schemas: the one place that knows how rows reach disk and come back.
+
+Schemas are data files under `schemas/`; writers and readers both build their Arrow schema from
+them, and every shard carries the schema's name and version in its metadata so a reader can refuse
+a shard written by an incompatible version instead of misreading it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from wwm_prep.errors import WwmPrepError
+from wwm_prep.resources import resource
+
+_SCALARS: dict[str, pa.DataType] = {
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "uint16": pa.uint16(),
+    "uint32": pa.uint32(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+}
+_LIST = re.compile(r"^list<(\w+)>$")
+SCHEMA_KEY = b"wwm_prep.schema"
+VERSION_KEY = b"wwm_prep.schema_version"
+
+
+def _arrow_type(name: str) -> pa.DataType:
+    match = _LIST.match(name)
+    if match:
+        return pa.list_(_SCALARS[match.group(1)])
+    return _SCALARS[name]
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    version: int
+    arrow: pa.Schema
+    spec: Mapping[str, Any]
+
+    @property
+    def columns(self) -> list[str]:
+        return self.arrow.names
+
+
+@cache
+def load_schema(name: str) -> Schema:
+    """The schema `schemas/<name>.json` as Arrow, tagged with its name and version."""
+    spec = json.loads(resource("schemas", f"{name}.json").read_text(encoding="utf-8"))
+    fields = [pa.field(f["name"], _arrow_type(f["type"]), nullable=f.get("nullable", True)) for f in spec["fields"]]
+    metadata = {SCHEMA_KEY: spec["name"].encode(), VERSION_KEY: str(spec["version"]).encode()}
+    return Schema(spec["name"], int(spec["version"]), pa.schema(fields, metadata=metadata), spec)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that a reader (or a rerun after a crash) sees the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class ShardWriter:
+    """Streams record batches into an Arrow IPC stream file (what `datasets` reads) under a temporary
+    name, and renames it into place only when closed cleanly: a crash never leaves a shard that looks done."""
+
+    def __init__(self, path: Path, schema: Schema):
+        self.path = path
+        self.schema = schema
+        self.rows = 0
+        self._tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self._sink = pa.OSFile(str(self._tmp), "wb")
+        self._writer = pa.ipc.new_stream(self._sink, schema.arrow)
+
+    def write(self, columns: Mapping[str, Any]) -> None:
+        batch = pa.record_batch([columns[name] for name in self.schema.columns], schema=self.schema.arrow)
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def close(self) -> str:
+        """Finish the shard and return its sha256."""
+        self._writer.close()
+        self._sink.close()
+        digest = sha256_file(self._tmp)
+        os.replace(self._tmp, self.path)
+        return digest
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+            self._sink.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def read_batches(path: Path, schema: Schema) -> Iterator[pa.RecordBatch]:
+    """Record batches of a shard, refusing one written under another schema or version."""
+    with pa.OSFile(str(path), "rb") as source:
+        reader = pa.ipc.open_stream(source)
+        meta = reader.schema.metadata or {}
+        name = meta.get(SCHEMA_KEY, b"?").decode()
+        version = meta.get(VERSION_KEY, b"?").decode()
+        if name != schema.name or version != str(schema.version):
+            raise WwmPrepError(
+                f"{path}: shard has schema {name!r} version {version}, expected {schema.name!r} version "
+                f"{schema.version}; re-create it with this version of wwm-prep"
+            )
+        yield from reader
