@@ -32,7 +32,7 @@ class Dictionary:
     format: str  # "mecab-text" | "vibrato" | "mecab-binary"
     sha256: str
     tagger: vibrato.Vibrato
-    space: np.ndarray  # bool[0x10000]: characters vibrato skips as spaces (ignore_space)
+    space: np.ndarray  # bool[0x110000]: characters vibrato skips as spaces (ignore_space)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -112,7 +112,7 @@ def space_table(tagger: vibrato.Vibrato) -> np.ndarray:
     for token in tagger.tokenize(probe):
         covered[token.start()] += 1
         covered[token.end()] -= 1
-    space = np.zeros(0x10000, dtype=bool)
+    space = np.zeros(0x110000, dtype=bool)
     space[codes] = np.cumsum(covered)[:-1] == 0
     return space
 

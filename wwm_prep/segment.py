@@ -19,91 +19,80 @@ import numpy as np
 import pyarrow as pa
 
 from wwm_prep import __version__
-from wwm_prep.align import Misaligned, word_starts, word_starts_from_offsets
+from wwm_prep.align import align_batch, align_offsets
 from wwm_prep.corpus import Document, InputFile, discover, read_records
 from wwm_prep.dictionary import Dictionary, load_dictionary
 from wwm_prep.errors import WwmPrepError
 from wwm_prep.shards import ShardWriter, load_schema, sha256_file, write_json_atomic
 from wwm_prep.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
 
-BATCH_TOKENS = 1 << 21  # rows are flushed to the shard every ~2 M tokens: memory stays flat
 COUNTS = ("documents", "characters", "words", "tokens", "groups", "empty", "rejects", "exact_path", "not_reversible")
+
+
+BATCH_CHARS = 1 << 20  # documents are aligned and written ~1 M characters at a time: memory stays flat
 
 
 @dataclass(frozen=True)
 class Segmented:
+    """A batch of documents, tokens end to end."""
+
     ids: np.ndarray  # int32
     word_starts: np.ndarray  # uint8
-    words: int
-    exact_path: bool  # the fast offset arithmetic did not add up, offsets were asked of both tools
+    token_counts: np.ndarray
+    word_counts: np.ndarray
+    exact_path: int  # documents whose offsets had to be asked of both tools
+
+    def document(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        start = int(self.token_counts[:i].sum())
+        end = start + int(self.token_counts[i])
+        return self.ids[start:end], self.word_starts[start:end]
 
 
 class Segmenter:
-    """Words and tokens of one text, aligned into whole-word groups."""
+    """Words and tokens of texts, aligned into whole-word groups."""
 
     def __init__(self, dictionary: Dictionary, tokenizer: Tokenizer):
         self.dictionary = dictionary
         self.tokenizer = tokenizer
 
-    def __call__(self, text: str) -> Segmented:
-        tok = self.tokenizer
-        surfaces = self.dictionary.tagger.tokenize_to_surfaces(text)
-        ids = np.asarray(tok.sp.encode(text), dtype=np.int32)
-        lengths = np.fromiter(map(len, surfaces), dtype=np.int64, count=len(surfaces))
-        try:
-            starts = word_starts(text, ids, lengths, tok.piece_bytes, tok.whitespace, self.dictionary.space)
-            return Segmented(ids, starts, len(surfaces), False)
-        except Misaligned:
-            return self._exact(text)
+    def __call__(self, texts: list[str]) -> Segmented:
+        tok, tagger = self.tokenizer, self.dictionary.tagger
+        surfaces = [tagger.tokenize_to_surfaces(text) for text in texts]
+        ids = [tok.sp.encode(text) for text in texts]
+        aligned = align_batch(texts, ids, surfaces, tok.piece_bytes, tok.whitespace, self.dictionary.space)
+        doc_tokens = np.concatenate([[0], np.cumsum(aligned.token_counts)])
+        for i in aligned.misaligned:
+            aligned.word_starts[doc_tokens[i] : doc_tokens[i + 1]] = self._exact(texts[i], aligned.ids[doc_tokens[i] : doc_tokens[i + 1]])
+        return Segmented(aligned.ids, aligned.word_starts, aligned.token_counts, aligned.word_counts, len(aligned.misaligned))
 
-    def _exact(self, text: str) -> Segmented:
+    def _exact(self, text: str, ids: np.ndarray) -> np.ndarray:
         pieces = self.tokenizer.sp.encode(text, return_type="proto").pieces
-        ids = np.array([p.id for p in pieces], dtype=np.int32)
+        if [p.id for p in pieces] != ids.tolist():
+            raise AssertionError("SentencePiece gave different ids for the same text")
         token_spans = np.array([(p.begin, p.end) for p in pieces], dtype=np.int64).reshape(-1, 2)
         words = self.dictionary.tagger.tokenize(text)
         word_spans = np.array([(w.start(), w.end()) for w in words], dtype=np.int64).reshape(-1, 2)
-        starts = word_starts_from_offsets(text, token_spans, word_spans, ids, self.tokenizer.whitespace)
-        return Segmented(ids, starts, len(words), True)
+        tok = self.tokenizer
+        return align_offsets(text, token_spans, word_spans, ids, tok.whitespace, tok.continuation)
 
 
-def _list_array(arrays: list[np.ndarray], dtype: pa.DataType) -> pa.ListArray:
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
-    np.cumsum([len(a) for a in arrays], out=offsets[1:])
-    values = np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype.to_pandas_dtype())
+def _list_array(values: np.ndarray, counts: np.ndarray, dtype: pa.DataType) -> pa.ListArray:
+    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=dtype))
 
 
-class _Rows:
-    """Documents waiting to be written as one record batch."""
-
-    def __init__(self, unit: InputFile):
-        self.unit = unit
-        self.ids: list[np.ndarray] = []
-        self.starts: list[np.ndarray] = []
-        self.lines: list[int] = []
-        self.chars: list[int] = []
-        self.words: list[int] = []
-        self.tokens = 0
-
-    def add(self, doc: Document, seg: Segmented) -> None:
-        self.ids.append(seg.ids)
-        self.starts.append(seg.word_starts)
-        self.lines.append(doc.line)
-        self.chars.append(len(doc.text))
-        self.words.append(seg.words)
-        self.tokens += len(seg.ids)
-
-    def columns(self) -> dict[str, Any]:
-        n = len(self.lines)
-        return {
-            "input_ids": _list_array(self.ids, pa.int32()),
-            "word_starts": _list_array(self.starts, pa.uint8()),
-            "subset": pa.array([self.unit.subset] * n, type=pa.string()),
-            "source": pa.array([self.unit.source] * n, type=pa.string()),
-            "line": pa.array(self.lines, type=pa.int64()),
-            "num_chars": pa.array(self.chars, type=pa.int32()),
-            "num_words": pa.array(self.words, type=pa.int32()),
-        }
+def _columns(unit: InputFile, docs: list[Document], seg: Segmented) -> dict[str, Any]:
+    n = len(docs)
+    return {
+        "input_ids": _list_array(seg.ids, seg.token_counts, pa.int32()),
+        "word_starts": _list_array(seg.word_starts, seg.token_counts, pa.uint8()),
+        "subset": pa.array([unit.subset] * n, type=pa.string()),
+        "source": pa.array([unit.source] * n, type=pa.string()),
+        "line": pa.array([d.line for d in docs], type=pa.int64()),
+        "num_chars": pa.array([len(d.text) for d in docs], type=pa.int32()),
+        "num_words": pa.array(seg.word_counts, type=pa.int32()),
+    }
 
 
 def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter) -> dict[str, Any]:
@@ -119,29 +108,34 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter) -> dict[s
     rejects_tmp.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with ShardWriter(shard, load_schema("document")) as writer, open(rejects_tmp, "w", encoding="utf-8") as rejects:
-        rows = _Rows(unit)
+        batch: list[Document] = []
+        chars = 0
+
+        def flush() -> None:
+            seg = segmenter([d.text for d in batch])
+            writer.write(_columns(unit, batch, seg))
+            counts["documents"] += len(batch)
+            counts["characters"] += chars
+            counts["words"] += int(seg.word_counts.sum())
+            counts["tokens"] += len(seg.ids)
+            counts["groups"] += int(np.count_nonzero(seg.word_starts))
+            counts["exact_path"] += seg.exact_path
+            counts["not_reversible"] += sum(SPACE_MARK in d.text for d in batch)
+
         for record in read_records(unit.path):
             if not isinstance(record, Document):
                 rejects.write(json.dumps(record.record(unit.source), ensure_ascii=False) + "\n")
                 counts["rejects"] += 1
-                continue
-            if not record.text or record.text.isspace():
+            elif not record.text or record.text.isspace():
                 counts["empty"] += 1
-                continue
-            seg = segmenter(record.text)
-            rows.add(record, seg)
-            counts["documents"] += 1
-            counts["characters"] += len(record.text)
-            counts["words"] += seg.words
-            counts["tokens"] += len(seg.ids)
-            counts["groups"] += int(np.count_nonzero(seg.word_starts))
-            counts["exact_path"] += seg.exact_path
-            counts["not_reversible"] += SPACE_MARK in record.text
-            if rows.tokens >= BATCH_TOKENS:
-                writer.write(rows.columns())
-                rows = _Rows(unit)
-        if rows.lines or writer.rows == 0:
-            writer.write(rows.columns())
+            else:
+                batch.append(record)
+                chars += len(record.text)
+                if chars >= BATCH_CHARS:
+                    flush()
+                    batch, chars = [], 0
+        if batch or writer.rows == 0:
+            flush()
         digest = writer.close()
     if counts["rejects"]:
         rejects_tmp.replace(rejects_path)

@@ -38,6 +38,7 @@ class Tokenizer:
     piece_bytes: np.ndarray  # int64[vocab]: UTF-8 bytes of text a piece stands for; -1 where unknown
     whitespace: np.ndarray  # bool[vocab]: the piece stands only for whitespace
     special: np.ndarray  # bool[vocab]: control and unknown pieces, never part of text
+    continuation: np.ndarray  # bool[vocab]: byte pieces 0x80-0xBF, which continue a UTF-8 character
     special_ids: dict[str, int]
 
     @property
@@ -45,11 +46,12 @@ class Tokenizer:
         return int(self.sp.get_piece_size())
 
 
-def _piece_tables(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _piece_tables(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n = sp.get_piece_size()
     piece_bytes = np.full(n, -1, dtype=np.int64)
     whitespace = np.zeros(n, dtype=bool)
     special = np.zeros(n, dtype=bool)
+    continuation = np.zeros(n, dtype=bool)
     for i in range(n):
         if sp.is_control(i) or sp.is_unknown(i):
             special[i] = True
@@ -59,11 +61,12 @@ def _piece_tables(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarra
             value = int(piece[3:5], 16)
             piece_bytes[i] = 1
             whitespace[i] = value in _WHITESPACE_BYTES
+            continuation[i] = value & 0xC0 == 0x80
         else:
             surface = piece.replace(SPACE_MARK, " ")
             piece_bytes[i] = len(surface.encode("utf-8"))
             whitespace[i] = surface.isspace()
-    return piece_bytes, whitespace, special
+    return piece_bytes, whitespace, special, continuation
 
 
 def special_ids(sp: spm.SentencePieceProcessor) -> dict[str, int]:
@@ -86,13 +89,13 @@ def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
         sp.load(str(model))
     except (OSError, RuntimeError) as exc:
         raise WwmPrepError(f"{model}: not a SentencePiece model ({exc})") from exc
-    piece_bytes, whitespace, special = _piece_tables(sp)
+    piece_bytes, whitespace, special, continuation = _piece_tables(sp)
     if not _keeps_text(sp, piece_bytes):
         raise WwmPrepError(
             f"{model}: this model rewrites text as it tokenizes (a normalizer such as NFKC), so token offsets "
             "cannot be mapped back to the document; wwm-prep needs the identity normalizer, as llm-jp v3 has"
         )
-    return Tokenizer(model, sha256_file(model), sp, piece_bytes, whitespace, special, special_ids(sp))
+    return Tokenizer(model, sha256_file(model), sp, piece_bytes, whitespace, special, continuation, special_ids(sp))
 
 
 

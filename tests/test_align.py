@@ -1,0 +1,167 @@
+"""Whole-word groups against the contract, on the real llm-jp v3 tokenizer and real Japanese text.
+
+The reference below is written plainly and independently of wwm_prep.align: it asks SentencePiece
+for token offsets (proto output) and vibrato for word offsets (tokenize + start/end), and applies
+the contract's rules token by token.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tests.conftest import corpus_texts
+from wwm_prep.dictionary import load_dictionary
+from wwm_prep.segment import Segmenter
+from wwm_prep.tokenizer import load_tokenizer
+
+DICTIONARIES = ["tiny-ja", "unidic-lite"]
+
+
+@cache
+def _segmenter(dictionary: str, tokenizer: str) -> Segmenter:
+    return Segmenter(load_dictionary(dictionary), load_tokenizer(tokenizer))
+
+
+@pytest.fixture(scope="module", params=DICTIONARIES)
+def segmenter(request: pytest.FixtureRequest, llm_jp_tokenizer_path) -> Segmenter:
+    try:
+        return _segmenter(request.param, str(llm_jp_tokenizer_path))
+    except ImportError as exc:
+        pytest.skip(f"{request.param} cannot be loaded here: {exc}")
+
+
+def reference_word_starts(text: str, segmenter: Segmenter) -> list[int]:
+    sp = segmenter.tokenizer.sp
+    pieces = sp.encode(text, return_type="proto").pieces
+    char_at_byte = {}
+    position = 0
+    for index, char in enumerate(text):
+        char_at_byte[position] = index
+        position += len(char.encode("utf-8"))
+    char_at_byte[position] = len(text)
+
+    word_bounds = set()
+    for word in segmenter.dictionary.tagger.tokenize(text):
+        word_bounds.add(word.start())
+        word_bounds.add(word.end())
+
+    def is_whitespace(token_id: int) -> bool:
+        piece = sp.id_to_piece(token_id)
+        if sp.is_byte(token_id):
+            return chr(int(piece[3:5], 16)) in " \t\n\r\x0b\x0c"
+        return piece.replace("\u2581", " ").isspace()
+
+    def continues_a_character(token_id: int) -> bool:
+        # Byte pieces of one character all report the character's offsets; only the lead byte starts it.
+        return sp.is_byte(token_id) and int(sp.id_to_piece(token_id)[3:5], 16) & 0xC0 == 0x80
+
+    starts = []
+    for k, piece in enumerate(pieces):
+        char = char_at_byte[piece.begin]
+        on_boundary = char in word_bounds or char == 0
+        starts.append(1 if k == 0 or (on_boundary and not continues_a_character(piece.id)) else 0)
+
+    groups: list[list[int]] = []
+    for k, start in enumerate(starts):
+        if start:
+            groups.append([])
+        groups[-1].append(k)
+    blank = [all(is_whitespace(pieces[k].id) for k in g) for g in groups]
+    merged: list[list[int]] = []
+    pending: list[int] = []
+    for group, is_blank in zip(groups, blank):
+        pending += group
+        if not is_blank:
+            merged.append(pending)
+            pending = []
+    if pending:
+        if merged:
+            merged[-1] += pending
+        else:
+            merged.append(pending)
+    result = [0] * len(pieces)
+    for group in merged:
+        result[group[0]] = 1
+    return result
+
+
+def token_char_spans(text: str, ids: np.ndarray, segmenter: Segmenter) -> list[tuple[int, int]]:
+    """Character span of each token, from the proto offsets (byte pieces of one character share it)."""
+    pieces = segmenter.tokenizer.sp.encode(text, return_type="proto").pieces
+    assert [p.id for p in pieces] == ids.tolist()
+    prefix = np.cumsum([0] + [len(c.encode("utf-8")) for c in text])
+    return [
+        (int(np.searchsorted(prefix, p.begin, side="right") - 1), int(np.searchsorted(prefix, p.end, side="left")))
+        for p in pieces
+    ]
+
+
+@pytest.mark.shared
+def test_matches_reference_on_first_documents(segmenter: Segmenter, ja_sample) -> None:
+    checked = 0
+    for source, _, text in corpus_texts(ja_sample):
+        if checked >= 150 or not text.strip():
+            continue
+        seg = segmenter([text])
+        assert seg.exact_path == 0
+        assert seg.word_starts.tolist() == reference_word_starts(text, segmenter), (source, text[:80])
+        assert segmenter._exact(text, seg.ids).tolist() == seg.word_starts.tolist()
+        checked += 1
+    assert checked == 150
+
+
+@pytest.mark.shared
+def test_contract_holds_on_every_document(segmenter: Segmenter, ja_sample) -> None:
+    """Decoding gives the text back; no vibrato word straddles a group edge; every token is in one group."""
+    sp = segmenter.tokenizer.sp
+    documents = straddling = 0
+    texts = [(source, line, text) for source, line, text in corpus_texts(ja_sample) if text.strip()]
+    batch = segmenter([text for _, _, text in texts])
+    assert batch.exact_path == 0
+    for i, (source, line, text) in enumerate(texts):
+        seg = SimpleNamespace(**dict(zip(("ids", "word_starts"), batch.document(i))))
+        documents += 1
+        assert seg.ids.dtype == np.int32 and seg.word_starts.dtype == np.uint8
+        assert len(seg.ids) == len(seg.word_starts) and seg.word_starts[0] == 1
+        assert sp.decode(seg.ids.tolist()) == text, (source, line)
+        assert not segmenter.tokenizer.special[seg.ids].any()
+        # Group edges in characters; a word may not contain one strictly inside it.
+        edges = np.asarray([s for (s, _), start in zip(token_char_spans(text, seg.ids, segmenter), seg.word_starts)
+                            if start])
+        words = np.asarray([(w.start(), w.end()) for w in segmenter.dictionary.tagger.tokenize(text)]).reshape(-1, 2)
+        inside = np.searchsorted(edges, words[:, 1], side="left") - np.searchsorted(edges, words[:, 0], side="right")
+        straddling += int((inside > 0).sum())
+    assert documents == 4785
+    assert straddling == 0
+
+
+@pytest.mark.shared
+def test_groups_are_coarser_than_tokens_and_finer_than_documents(segmenter: Segmenter, ja_sample) -> None:
+    seg = segmenter([text for _, _, text in corpus_texts(ja_sample)])
+    tokens, groups = len(seg.ids), int(seg.word_starts.sum())
+    # A real segmentation: groups hold a few tokens each, not one, not whole paragraphs.
+    assert 1.05 < tokens / groups < 3.0
+
+
+def test_whitespace_groups_join_the_next_word() -> None:
+    from wwm_prep.align import group_starts
+
+    # two documents: "▁"(ws) "東京" "▁"(ws) "\n"(ws) "大学" "▁"(ws, trailing) | "▁"(ws) "▁"(ws)
+    on_boundary = np.ones(8, dtype=bool)
+    whitespace = np.array([True, False, True, True, False, True, True, True])
+    doc_tokens = np.array([0, 6, 8])
+    assert group_starts(on_boundary, whitespace, doc_tokens).tolist() == [1, 0, 1, 0, 0, 0, 1, 0]
+
+
+def test_texts_the_arithmetic_cannot_take_use_the_exact_path(llm_jp_tokenizer_path) -> None:
+    segmenter = _segmenter(DICTIONARIES[0], str(llm_jp_tokenizer_path))
+    texts = ["東京の\u2581大学", "普通の文です。", "a\u2581\u2581b 研究"]
+    seg = segmenter(texts)
+    assert seg.exact_path == 2
+    for i, text in enumerate(texts):
+        ids, starts = seg.document(i)
+        assert starts.tolist() == reference_word_starts(text, segmenter)
