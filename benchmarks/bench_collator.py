@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Per-batch time of WholeWordMaskCollator against transformers' DataCollatorForLanguageModeling.
+
+    python benchmarks/bench_collator.py [--repeats 15] [--wwm-repeats 3]
+
+Batches: 8 x 8,192 and 32 x 512 tokens of real packed rows (llm-jp v3.0b1 tokenizer on the ja-sample
+corpus in ../shared, or the bundled sample when ../shared is absent; skipped when neither is there).
+Every collator gets the same rows, as `datasets` hands them with the NumPy format (a list of dicts of
+arrays); the extra columns transformers needs (special_tokens_mask, and offset_mapping for its whole-word
+path, built so that its words are exactly our word groups) are prepared beforehand and not timed.
+Methods are timed round-robin, so a busy machine slows all of them alike; the table shows medians.
+Needs torch and transformers for the comparison (NumPy-only figures are printed without them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.test_collator import build_stand_in_packed_rows  # noqa: E402  (stand-in for `wwm-prep pack` output)
+from wwm_prep import WholeWordMaskCollator  # noqa: E402
+
+SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
+N_SPECIAL = 8
+
+
+def find_data() -> tuple[Path, list[Path], str] | None:
+    model = SHARED / "tokenizers" / "llm-jp-v3" / "llm-jp-tokenizer-100k.ver3.0b1.model"
+    corpus = [
+        SHARED / "corpora" / "ja-sample" / "ja" / "ja_wiki" / "train_0.jsonl.gz",
+        SHARED / "corpora" / "ja-sample" / "ja" / "ja_cc" / "level0" / "news_0.jsonl.gz",
+    ]
+    if model.exists() and all(p.exists() for p in corpus):
+        return model, corpus, "../shared (llm-jp v3.0b1, ja-sample)"
+    models = sorted((REPO / "sample" / "tokenizer").glob("*.model"))
+    files = sorted((REPO / "sample" / "corpus").rglob("*.jsonl.gz"))
+    if models and files:
+        return models[0], files, "bundled sample"
+    return None
+
+
+def hf_tokenizer(model: Path):
+    """A fast tokenizer with the llm-jp vocabulary and special tokens (all the collators need of it)."""
+    import sentencepiece as spm
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="<unk>")),
+        unk_token="<unk>",
+        mask_token="<MASK>",
+        pad_token="<PAD>",
+        cls_token="<CLS>",
+        sep_token="<SEP>",
+    )
+    assert tok.mask_token_id == 3 and tok.pad_token_id == 4 and len(tok) == sp.get_piece_size()
+    return tok
+
+
+def hf_features(rows: list[dict], offsets: bool) -> list[dict]:
+    out = []
+    for r in rows:
+        ids = r["input_ids"]
+        f = {"input_ids": ids, "special_tokens_mask": (ids < N_SPECIAL).astype(np.int64)}
+        if offsets:
+            # one character per token, a one-character gap before every word group: transformers' words
+            # (runs of tokens without a gap in their offsets) are then exactly our word groups
+            starts = ids.shape[0] and np.cumsum(r["word_starts"].astype(np.int64))
+            begin = np.arange(ids.shape[0]) + starts
+            f["offset_mapping"] = np.stack([begin, begin + 1], axis=1)
+        out.append(f)
+    return out
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=15, help="timed runs per method (median reported)")
+    ap.add_argument("--wwm-repeats", type=int, default=3, help="timed runs of transformers' whole-word path")
+    args = ap.parse_args()
+
+    data = find_data()
+    if data is None:
+        print("skipped: neither ../shared (set WWM_PREP_SHARED) nor a bundled sample tokenizer and corpus found")
+        return 0
+    model, corpus, source = data
+    shapes = [(8, 8192), (32, 512)]
+    batches = {}
+    for n_rows, seq_len in shapes:
+        rows = build_stand_in_packed_rows(model, corpus, seq_len, min_maskable=n_rows * seq_len)
+        if len(rows) < n_rows:
+            print(f"note: only {len(rows)} rows of {seq_len} from {source}")
+        batches[(n_rows, seq_len)] = rows[:n_rows]
+
+    try:
+        import torch
+        import transformers
+        from transformers import DataCollatorForLanguageModeling
+
+        torch.set_num_threads(1)
+        tok = hf_tokenizer(model)
+        have_hf = True
+    except ImportError as e:
+        print(f"transformers/torch not available ({e}); timing wwm-prep only")
+        have_hf = False
+
+    ours_np = WholeWordMaskCollator(model, seed=0, return_tensors="np")
+    ours_pt = WholeWordMaskCollator(model, seed=0, return_tensors="pt") if have_hf else None
+
+    results: dict[tuple, dict[str, list[float]]] = {}
+    for shape, rows in batches.items():
+        methods: dict[str, tuple[Callable[[], object], int]] = {
+            "wwm-prep WholeWordMaskCollator (np)": (lambda rows=rows: ours_np(rows), args.repeats),
+        }
+        if have_hf:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                hf_tok_pt = DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=0, return_tensors="pt")
+                hf_tok_np = DataCollatorForLanguageModeling(tok, mlm_probability=0.15, seed=0, return_tensors="np")
+                hf_wwm_pt = DataCollatorForLanguageModeling(
+                    tok, mlm_probability=0.15, whole_word_mask=True, seed=0, return_tensors="pt"
+                )
+            plain = hf_features(rows, offsets=False)
+            with_offsets = hf_features(rows, offsets=True)
+            methods.update(
+                {
+                    "wwm-prep WholeWordMaskCollator (pt)": (lambda rows=rows: ours_pt(rows), args.repeats),
+                    "transformers token masking (pt)": (lambda f=plain: hf_tok_pt(f), args.repeats),
+                    "transformers token masking (np)": (lambda f=plain: hf_tok_np(f), args.repeats),
+                    "transformers whole_word_mask=True (pt)": (lambda f=with_offsets: hf_wwm_pt(f), args.wwm_repeats),
+                }
+            )
+        times: dict[str, list[float]] = {name: [] for name in methods}
+        for fn, _ in methods.values():  # warm-up (and the workers' first-call costs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fn()
+        for r in range(max(n for _, n in methods.values())):
+            for name, (fn, n) in methods.items():
+                if r < n:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        times[name].append(timed(fn))
+        results[shape] = times
+
+    print(f"\nper-batch time, median (ms) -- data: {source}; numpy {np.__version__}", end="")
+    if have_hf:
+        print(f", torch {torch.__version__}, transformers {transformers.__version__}, torch threads 1", end="")
+    print("\n")
+    names = list(next(iter(results.values())))
+    header = "| method | " + " | ".join(f"{b} x {s:,}" for b, s in results) + " |"
+    print(header)
+    print("|" + " --- |" * (len(results) + 1))
+    med = {shape: {n: statistics.median(t) * 1e3 for n, t in times.items()} for shape, times in results.items()}
+    for name in names:
+        runs = [len(results[s][name]) for s in results]
+        print(f"| {name} | " + " | ".join(f"{med[s][name]:.2f}" for s in results) + f" |  ({'/'.join(map(str, runs))} runs)")
+    if have_hf:
+        print("\nratios (transformers time / wwm-prep time, same output type):\n")
+        print("| ratio | " + " | ".join(f"{b} x {s:,}" for b, s in results) + " |")
+        print("|" + " --- |" * (len(results) + 1))
+        for label, theirs, ours in (
+            ("token masking (pt) / ours (pt)", "transformers token masking (pt)", "wwm-prep WholeWordMaskCollator (pt)"),
+            ("token masking (np) / ours (np)", "transformers token masking (np)", "wwm-prep WholeWordMaskCollator (np)"),
+            ("whole_word_mask (pt) / ours (pt)", "transformers whole_word_mask=True (pt)", "wwm-prep WholeWordMaskCollator (pt)"),
+        ):
+            print(f"| {label} | " + " | ".join(f"{med[s][theirs] / med[s][ours]:.1f}x" for s in results) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
