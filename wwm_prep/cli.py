@@ -61,6 +61,78 @@ def print_segment_summary(manifest: dict[str, Any], out: Path) -> None:
         click.echo(f"  FAILED {failure['path']}: {failure['error']}", err=True)
 
 
+CACHE_OPTION = click.option(
+    "--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Cache for dictionaries (default: $WWM_PREP_CACHE, else $XDG_CACHE_HOME/wwm-prep or ~/.cache/wwm-prep).",
+)
+
+
+@main.group("dict")
+def dict_group() -> None:
+    """List, fetch and describe vibrato dictionaries."""
+
+
+@dict_group.command("list")
+@CACHE_OPTION
+@user_errors
+def dict_list(cache_dir: Path | None) -> None:
+    """Registered dictionaries and whether each is ready here."""
+    from wwm_prep import dict_registry
+    from wwm_prep.dictionary import BUNDLED, DEFAULT_DICTIONARY
+
+    for name in BUNDLED:
+        mark = " (default)" if name == DEFAULT_DICTIONARY else ""
+        click.echo(f"{name}{mark}\n  Bundled with wwm-prep.\n  ready")
+    for e in dict_registry.entries():
+        mark = " (default)" if e.name == DEFAULT_DICTIONARY else ""
+        click.echo(f"{e.name}{mark}\n  {e.description}\n  {dict_registry.status(e, cache_dir)}")
+
+
+@dict_group.command("fetch")
+@click.argument("name")
+@click.option("--url", help="Download from this address instead of the registry's (a mirror).")
+@click.option("--allow-unverified", is_flag=True, help="Accept a dictionary whose checksums the registry lacks.")
+@CACHE_OPTION
+@user_errors
+def dict_fetch(name: str, url: str | None, allow_unverified: bool, cache_dir: Path | None) -> None:
+    """Download NAME, verify its checksums and install it in the cache."""
+    from wwm_prep import dict_registry
+
+    try:
+        path = dict_registry.fetch(name, cache_dir, url=url, progress=sys.stderr.isatty(),
+                                   allow_unverified=allow_unverified)
+    except dict_registry.DictionaryError as exc:
+        raise WwmPrepError(str(exc)) from exc
+    click.echo(f"{name}: ready at {path}")
+
+
+@dict_group.command("info")
+@click.argument("name_or_path")
+@CACHE_OPTION
+@user_errors
+def dict_info(name_or_path: str, cache_dir: Path | None) -> None:
+    """Load a dictionary and report its format, size, load time and memory."""
+    import resource as rusage
+    import time
+
+    from wwm_prep import dict_registry
+    from wwm_prep.dictionary import load_dictionary
+
+    known = {e.name: e for e in dict_registry.entries()}
+    started = time.perf_counter()
+    dic = load_dictionary(name_or_path, cache_dir)
+    seconds = time.perf_counter() - started
+    files = [dic.source] if dic.source.is_file() else [p for p in dic.source.rglob("*") if p.is_file()]
+    rows = [("name", dic.name), ("format", dic.format), ("source", str(dic.source)),
+            ("size on disk", f"{sum(p.stat().st_size for p in files) / 1e6:,.1f} MB"), ("sha256", dic.sha256)]
+    if dic.name in known:
+        rows += [("word unit", known[dic.name].word_unit), ("licence", known[dic.name].license)]
+    rows += [("load time", f"{seconds:.2f} s"),
+             ("peak memory", f"{rusage.getrusage(rusage.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB (whole process)")]
+    for key, value in rows:
+        click.echo(f"{key:<13} {value}")
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -68,8 +140,7 @@ def print_segment_summary(manifest: dict[str, Any], out: Path) -> None:
 @click.option("--subsets", help="Comma-separated subsets to take from corpus roots, e.g. ja_wiki,kaken.")
 @click.option("--dict", "dictionary", help=DICT_HELP)
 @click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path), help=TOKENIZER_HELP)
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Cache for dictionaries (default: $WWM_PREP_CACHE or ~/.cache/wwm-prep).")
+@CACHE_OPTION
 @click.option("--overwrite", is_flag=True, help="Redo all units, even if the output was made with another configuration.")
 @user_errors
 def segment(inputs: tuple[str, ...], out: Path, subsets: str | None, dictionary: str | None,
