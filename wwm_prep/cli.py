@@ -20,6 +20,10 @@ DICT_HELP = (
 TOKENIZER_HELP = "SentencePiece .model (e.g. llm-jp-tokenizer-100k.ver3.0b1.model). Default: the bundled sample model."
 
 
+class UserError(click.ClickException):
+    exit_code = 2  # as click's usage errors; 1 means some input files failed
+
+
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a WwmPrepError into a one-line message and exit status 2, never a traceback."""
 
@@ -28,7 +32,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except WwmPrepError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise UserError(str(exc)) from exc
 
     return wrapper
 

@@ -116,13 +116,50 @@ def discover(inputs: Iterable[str], subsets: Iterable[str] | None = None) -> lis
     return list(unique.values())
 
 
+class _ZstdFrames(io.RawIOBase):
+    """The frames of a zstd file decompressed in order. Unlike zstandard's stream reader, it raises
+    EOFError when the file ends inside a frame, so a truncated file is reported, not half-read."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._frame = zstandard.ZstdDecompressor().decompressobj()
+        self._started = False
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                if self._started and not self._frame.eof:
+                    raise EOFError("zstd stream ends inside a frame (truncated file)")
+                return 0
+            self._started = True
+            out = self._frame.decompress(chunk)
+            while self._frame.eof and self._frame.unused_data:
+                rest = self._frame.unused_data
+                self._frame = zstandard.ZstdDecompressor().decompressobj()
+                out += self._frame.decompress(rest)
+            self._pending = out
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def open_binary(path: Path) -> BinaryIO:
     """The decompressed byte stream of a corpus file, chosen by its name."""
     raw = open(path, "rb")
     if path.name.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
     if path.name.endswith(".zst"):
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))  # type: ignore[return-value]
+        return io.BufferedReader(_ZstdFrames(raw), 1 << 20)  # type: ignore[return-value]
     return raw
 
 

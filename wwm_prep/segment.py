@@ -107,36 +107,40 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter) -> dict[s
     rejects_tmp = rejects_path.with_name(f".{rejects_path.name}.tmp")
     rejects_tmp.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with ShardWriter(shard, load_schema("document")) as writer, open(rejects_tmp, "w", encoding="utf-8") as rejects:
-        batch: list[Document] = []
-        chars = 0
+    try:
+        with ShardWriter(shard, load_schema("document")) as writer, open(rejects_tmp, "w", encoding="utf-8") as rejects:
+            batch: list[Document] = []
+            chars = 0
 
-        def flush() -> None:
-            seg = segmenter([d.text for d in batch])
-            writer.write(_columns(unit, batch, seg))
-            counts["documents"] += len(batch)
-            counts["characters"] += chars
-            counts["words"] += int(seg.word_counts.sum())
-            counts["tokens"] += len(seg.ids)
-            counts["groups"] += int(np.count_nonzero(seg.word_starts))
-            counts["exact_path"] += seg.exact_path
-            counts["not_reversible"] += sum(SPACE_MARK in d.text for d in batch)
+            def flush() -> None:
+                seg = segmenter([d.text for d in batch])
+                writer.write(_columns(unit, batch, seg))
+                counts["documents"] += len(batch)
+                counts["characters"] += chars
+                counts["words"] += int(seg.word_counts.sum())
+                counts["tokens"] += len(seg.ids)
+                counts["groups"] += int(np.count_nonzero(seg.word_starts))
+                counts["exact_path"] += seg.exact_path
+                counts["not_reversible"] += sum(SPACE_MARK in d.text for d in batch)
 
-        for record in read_records(unit.path):
-            if not isinstance(record, Document):
-                rejects.write(json.dumps(record.record(unit.source), ensure_ascii=False) + "\n")
-                counts["rejects"] += 1
-            elif not record.text or record.text.isspace():
-                counts["empty"] += 1
-            else:
-                batch.append(record)
-                chars += len(record.text)
-                if chars >= BATCH_CHARS:
-                    flush()
-                    batch, chars = [], 0
-        if batch or writer.rows == 0:
-            flush()
-        digest = writer.close()
+            for record in read_records(unit.path):
+                if not isinstance(record, Document):
+                    rejects.write(json.dumps(record.record(unit.source), ensure_ascii=False) + "\n")
+                    counts["rejects"] += 1
+                elif not record.text or record.text.isspace():
+                    counts["empty"] += 1
+                else:
+                    batch.append(record)
+                    chars += len(record.text)
+                    if chars >= BATCH_CHARS:
+                        flush()
+                        batch, chars = [], 0
+            if batch or writer.rows == 0:
+                flush()
+            digest = writer.close()
+    except BaseException:
+        rejects_tmp.unlink(missing_ok=True)
+        raise
     if counts["rejects"]:
         rejects_tmp.replace(rejects_path)
     else:
