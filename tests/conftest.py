@@ -39,3 +39,15 @@ def corpus_texts(root: Path) -> Iterator[tuple[str, int, str]]:
             for line_no, line in enumerate(f, start=1):
                 if line.strip():
                     yield str(path.relative_to(root)), line_no, json.loads(line)["text"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Dictionaries converted or fetched by tests go to a cache of the session, not the user's."""
+    previous = os.environ.get("WWM_PREP_CACHE")
+    os.environ["WWM_PREP_CACHE"] = str(tmp_path_factory.mktemp("wwm-prep-cache"))
+    yield
+    if previous is None:
+        del os.environ["WWM_PREP_CACHE"]
+    else:
+        os.environ["WWM_PREP_CACHE"] = previous

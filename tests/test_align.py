@@ -89,15 +89,14 @@ def reference_word_starts(text: str, segmenter: Segmenter) -> list[int]:
     return result
 
 
-def token_char_spans(text: str, ids: np.ndarray, segmenter: Segmenter) -> list[tuple[int, int]]:
+def token_char_spans(text: str, ids: np.ndarray, segmenter: Segmenter) -> np.ndarray:
     """Character span of each token, from the proto offsets (byte pieces of one character share it)."""
     pieces = segmenter.tokenizer.sp.encode(text, return_type="proto").pieces
     assert [p.id for p in pieces] == ids.tolist()
+    spans = np.array([(p.begin, p.end) for p in pieces]).reshape(-1, 2)
     prefix = np.cumsum([0] + [len(c.encode("utf-8")) for c in text])
-    return [
-        (int(np.searchsorted(prefix, p.begin, side="right") - 1), int(np.searchsorted(prefix, p.end, side="left")))
-        for p in pieces
-    ]
+    return np.stack([np.searchsorted(prefix, spans[:, 0], side="right") - 1,
+                     np.searchsorted(prefix, spans[:, 1], side="left")], axis=1)
 
 
 @pytest.mark.shared
@@ -130,8 +129,7 @@ def test_contract_holds_on_every_document(segmenter: Segmenter, ja_sample) -> No
         assert sp.decode(seg.ids.tolist()) == text, (source, line)
         assert not segmenter.tokenizer.special[seg.ids].any()
         # Group edges in characters; a word may not contain one strictly inside it.
-        edges = np.asarray([s for (s, _), start in zip(token_char_spans(text, seg.ids, segmenter), seg.word_starts)
-                            if start])
+        edges = token_char_spans(text, seg.ids, segmenter)[seg.word_starts == 1, 0]
         words = np.asarray([(w.start(), w.end()) for w in segmenter.dictionary.tagger.tokenize(text)]).reshape(-1, 2)
         inside = np.searchsorted(edges, words[:, 1], side="left") - np.searchsorted(edges, words[:, 0], side="right")
         straddling += int((inside > 0).sum())

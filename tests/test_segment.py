@@ -55,6 +55,8 @@ def test_bundled_sample_all_subsets(tmp_path: Path) -> None:
     assert manifest["config"]["tokenizer"]["sha256"] == sha256_file(resource("sample", "tokenizer",
                                                                             "wwm-prep-sample-unigram.model"))
     assert "documents" in output and "failed files" in output
+    assert manifest["config"]["dictionary"]["name"] == "unidic-lite"  # a real UniDic by default
+    assert manifest["config"]["dictionary"]["format"] == "mecab-binary"
 
 
 def test_datasets_reads_the_shards(tmp_path: Path) -> None:
@@ -136,11 +138,11 @@ def test_permission_denied_is_reported(tmp_path: Path) -> None:
 
 def test_rerun_skips_completed_units_and_refuses_another_config(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert run("segment", str(SAMPLE), "--out", str(out))[0] == 0
+    assert run("segment", str(SAMPLE), "--out", str(out), "--dict", "tiny-ja")[0] == 0
     first = {p.name: sha256_file(p) for p in out.glob("*.arrow")}
     victim = out / "ja_wiki--train_0.arrow"
     victim.write_bytes(b"damaged")  # a unit whose shard no longer matches its report is redone
-    code, output = run("segment", str(SAMPLE), "--out", str(out))
+    code, output = run("segment", str(SAMPLE), "--out", str(out), "--dict", "tiny-ja")
     assert code == 0 and output.count("already done") == 4
     assert {p.name: sha256_file(p) for p in out.glob("*.arrow")} == first
 

@@ -26,8 +26,8 @@ class Aligned:
     misaligned: np.ndarray  # indices of documents the arithmetic could not align (their word_starts are void)
 
 
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(counts) + 1, dtype=np.int64)
+def _offsets(counts: np.ndarray, dtype: type = np.int64) -> np.ndarray:
+    out = np.zeros(len(counts) + 1, dtype=dtype)
     np.cumsum(counts, out=out[1:])
     return out
 
@@ -36,19 +36,52 @@ def _lengths(items: list) -> np.ndarray:
     return np.fromiter(map(len, items), dtype=np.int64, count=len(items))
 
 
-def _surface_lengths(surfaces: list[list[str]], count: int, space: np.ndarray) -> np.ndarray:
+# Bytes a UTF-8 character takes, by its lead byte.
+_WIDTH = np.array([1] * 0xC0 + [2] * 0x20 + [3] * 0x10 + [4] * 0x10, dtype=np.int32)
+
+
+@dataclass(frozen=True)
+class Spaces:
+    """The characters vibrato drops with ignore_space, in the form a UTF-8 byte scan needs: a table
+    for ASCII, and the encoded sequences of the few others (NBSP, ideographic space, …)."""
+
+    ascii: np.ndarray  # bool[256], True only for ASCII space characters
+    others: tuple[str, ...]
+    solid_lead: np.ndarray  # bool[256]: a byte that starts a character which is not an ASCII space
+
+    @classmethod
+    def from_table(cls, space: np.ndarray) -> Spaces:
+        ascii_table = np.zeros(256, dtype=bool)
+        ascii_table[:128] = space[:128]
+        lead = (np.arange(256) & 0xC0) != 0x80
+        others = tuple(chr(c) for c in np.flatnonzero(space[128:]) + 128)
+        return cls(ascii_table, others, lead & ~ascii_table)
+
+    def solid_bytes(self, text: str, raw: np.ndarray) -> np.ndarray:
+        """Byte offsets of the characters of `text` (encoded as `raw`) that are not spaces."""
+        keep = self.solid_lead[raw]
+        for char in self.others:
+            if char in text:
+                seq = np.frombuffer(char.encode("utf-8"), dtype=np.uint8)
+                hit = raw[: len(raw) - len(seq) + 1] == seq[0]
+                for i in range(1, len(seq)):
+                    hit &= raw[i : len(raw) - len(seq) + 1 + i] == seq[i]
+                keep[: len(hit)] &= ~hit
+        return np.flatnonzero(keep).astype(np.int32)
+
+
+def _surface_lengths(surfaces: list[list[str]], count: int, spaces: Spaces) -> np.ndarray:
     """Lengths of all surfaces, found by joining them with a space character (which no surface holds
     under ignore_space) and locating the joins: one C-level pass instead of a len() call per word."""
-    spaces = np.flatnonzero(space)
-    if count == 0 or not len(spaces):
-        return np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int64, count=count)
-    sep = int(spaces[0])
-    joined = np.frombuffer(chr(sep).join(chain.from_iterable(surfaces)).encode("utf-32-le"), dtype="<u4")
-    ends = np.flatnonzero(joined == sep)
+    sep = next((chr(c) for c in range(128) if spaces.ascii[c]), None)
+    if count == 0 or sep is None:
+        return np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int32, count=count)
+    joined = np.frombuffer(sep.join(chain.from_iterable(surfaces)).encode("utf-32-le"), dtype="<u4")
+    ends = np.flatnonzero(joined == ord(sep)).astype(np.int32)
     if len(ends) != count - 1:  # a surface held the separator: count the slow way
-        return np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int64, count=count)
-    ends = np.append(ends, len(joined)) - np.arange(count)
-    return np.diff(ends, prepend=0)
+        return np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int32, count=count)
+    ends = np.append(ends, np.int32(len(joined))) - np.arange(count, dtype=np.int32)
+    return np.diff(ends, prepend=np.int32(0))
 
 
 def char_byte_offsets(codepoints: np.ndarray) -> np.ndarray:
@@ -60,24 +93,26 @@ def char_byte_offsets(codepoints: np.ndarray) -> np.ndarray:
 def group_starts(starts: np.ndarray, whitespace: np.ndarray, doc_tokens: np.ndarray) -> np.ndarray:
     """Group starts from `starts` (bool, in place: True where a token starts on a word boundary),
     with whitespace-only groups merged; `doc_tokens` are the documents' token offsets."""
-    firsts = doc_tokens[:-1][doc_tokens[:-1] < doc_tokens[1:]]
+    nonempty = doc_tokens[:-1] < doc_tokens[1:]
+    firsts, lasts = doc_tokens[:-1][nonempty], doc_tokens[1:][nonempty] - 1
     starts[firsts] = True
     if not len(starts):
         return starts
     first = np.flatnonzero(starts)
-    group = np.cumsum(starts) - 1
-    blank = np.bincount(group, weights=~whitespace, minlength=len(first)) == 0
-    group_doc = np.searchsorted(doc_tokens, first, side="right") - 1
+    solid_before = _offsets(~whitespace, np.int32)  # solid tokens before each token
+    blank = solid_before[np.append(first[1:], len(starts))] == solid_before[first]
+    doc_first = np.zeros(len(starts), dtype=bool)
+    doc_first[firsts] = True
     # A blank group joins the next group of its document: that group loses its start.
-    joins = blank[:-1] & (group_doc[1:] == group_doc[:-1])
+    joins = blank[:-1] & ~doc_first[first[1:]]
     starts[first[1:][joins]] = False
     # Blank groups at the end of a document join its last group that has a word.
+    first_group = np.searchsorted(first, firsts)
+    last_group = np.searchsorted(first, lasts, side="right") - 1
     solid = np.flatnonzero(~blank)
-    docs = group_doc[np.flatnonzero(np.diff(group_doc, prepend=-1))]
-    last_group = np.searchsorted(group_doc, docs, side="right") - 1
-    k = np.searchsorted(group_doc[solid], docs, side="right") - 1
-    last_solid = np.where(k >= 0, solid[np.maximum(k, 0)], -1)
-    trailing = (last_solid >= 0) & (group_doc[np.maximum(last_solid, 0)] == docs) & (last_solid < last_group)
+    k = np.searchsorted(solid, last_group, side="right") - 1
+    last_solid = solid[np.maximum(k, 0)] if len(solid) else np.full(len(k), -1)
+    trailing = (k >= 0) & (last_solid >= first_group) & (last_solid < last_group)
     starts[first[last_solid[trailing] + 1]] = False
     return starts
 
@@ -88,55 +123,56 @@ def align_batch(
     surfaces: list[list[str]],
     piece_bytes: np.ndarray,
     piece_whitespace: np.ndarray,
-    space: np.ndarray,
+    spaces: Spaces,
 ) -> Aligned:
     """Whole-word groups for a batch of documents from SentencePiece ids and vibrato surfaces alone.
 
-    `space` (bool over all code points) marks what vibrato drops with ignore_space: the surfaces then
-    tile each document's other characters in order. `piece_bytes` gives the UTF-8 length each piece
-    stands for (the first piece of a document also holds the one-space dummy prefix).
+    Works on the UTF-8 bytes of the batch end to end. Vibrato's surfaces tile each document's
+    non-space characters in order; each SentencePiece piece stands for `piece_bytes[id]` bytes, and
+    the first piece of a document also holds the one-space dummy prefix. Documents for which these
+    sums do not add up are listed in `misaligned`.
     """
     n = len(texts)
-    codepoints = np.frombuffer("".join(texts).encode("utf-32-le"), dtype="<u4")
-    byte_at = char_byte_offsets(codepoints)
-    doc_chars = _offsets(_lengths(texts))
-    doc_bytes = byte_at[doc_chars]
+    joined = "".join(texts)
+    raw = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
+    doc_bytes = _offsets(np.fromiter(map(len, map(str.encode, texts)), dtype=np.int64, count=n))
+    solid = spaces.solid_bytes(joined, raw)
+    doc_solid = np.searchsorted(solid, doc_bytes)
 
-    # Words: surfaces tile the non-space characters of their document.
-    solid = np.flatnonzero(~space[codepoints])
-    doc_solid = np.searchsorted(solid, doc_chars)
+    # Words: surface k covers solid characters [ends[k] - length, ends[k]) of the batch.
     word_counts = _lengths(surfaces)
-    word_lengths = _surface_lengths(surfaces, int(word_counts.sum()), space)
     doc_words = _offsets(word_counts)
-    word_ends = _offsets(word_lengths)
-    words_ok = word_ends[doc_words[1:]] - word_ends[doc_words[:-1]] == np.diff(doc_solid)
-    word_doc = np.repeat(np.arange(n), word_counts)
-    # Index into `solid` of each word's first and last character, counted within its own document.
-    first_solid = doc_solid[word_doc] + word_ends[:-1] - word_ends[doc_words[word_doc]]
-    last_solid = first_solid + word_lengths - 1
-    top = max(len(solid) - 1, 0)
-    solid_at = np.append(solid, len(codepoints))
-    word_bounds = np.concatenate([
-        byte_at[solid_at[np.clip(first_solid, 0, top)]],
-        byte_at[np.minimum(solid_at[np.clip(last_solid, 0, top)] + 1, len(codepoints))],
-    ])
+    word_lengths = _surface_lengths(surfaces, int(doc_words[-1]), spaces)
+    word_ends = _offsets(word_lengths, np.int32)
+    words_ok = np.diff(word_ends[doc_words]) == np.diff(doc_solid)
+    word_first, word_last = word_ends[:-1], word_ends[1:] - 1
+    shift = doc_solid[:-1] - word_ends[doc_words[:-1]]
+    if shift.any():  # after a misaligned document, count each document from its own start
+        per_word = np.repeat(shift, word_counts)
+        word_first, word_last = word_first + per_word, word_last + per_word
+    last = len(solid) - 1
+    word_first = solid[np.clip(word_first, 0, last)]
+    word_last = solid[np.clip(word_last, 0, last)]
 
-    # Tokens: each piece stands for a fixed number of bytes; each document starts with a dummy space.
+    # Tokens: piece k starts where the bytes of the pieces before it end (less each document's dummy prefix).
     token_counts = _lengths(ids)
-    flat_ids = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(token_counts.sum()))
-    lengths = piece_bytes[flat_ids]
     doc_tokens = _offsets(token_counts)
-    token_bytes = _offsets(lengths)
-    unknown = _offsets(lengths < 0)
-    tokens_ok = (token_bytes[doc_tokens[1:]] - token_bytes[doc_tokens[:-1]] == np.diff(doc_bytes) + 1) & (
-        unknown[doc_tokens[1:]] == unknown[doc_tokens[:-1]]
-    )
-    token_doc = np.repeat(np.arange(n), token_counts)
-    token_starts = doc_bytes[token_doc] + token_bytes[:-1] - token_bytes[doc_tokens[token_doc]] - 1
-    token_starts = np.clip(np.maximum(token_starts, doc_bytes[token_doc]), 0, byte_at[-1])
+    flat_ids = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(doc_tokens[-1]))
+    lengths = piece_bytes[flat_ids]
+    nonempty = token_counts > 0
+    lengths[doc_tokens[:-1][nonempty]] -= 1
+    token_bytes = _offsets(lengths, np.int64)
+    unknown = _offsets(lengths < 0, np.int32)
+    tokens_ok = (np.diff(token_bytes[doc_tokens]) == np.diff(doc_bytes)) & (np.diff(unknown[doc_tokens]) == 0)
+    token_starts = token_bytes[:-1]
+    shift = token_bytes[doc_tokens[:-1]] - doc_bytes[:-1]
+    if shift.any():
+        token_starts = token_starts - np.repeat(shift, token_counts)
+    np.clip(token_starts, 0, len(raw), out=token_starts)
 
-    boundary = np.zeros(int(byte_at[-1]) + 1, dtype=bool)
-    boundary[word_bounds] = True
+    boundary = np.zeros(len(raw) + 1, dtype=bool)
+    boundary[word_first] = True
+    boundary[np.minimum(word_last + _WIDTH[raw[np.minimum(word_last, len(raw) - 1)]], len(raw))] = True
     boundary[doc_bytes] = True
     starts = group_starts(boundary[token_starts], piece_whitespace[flat_ids], doc_tokens)
     return Aligned(flat_ids, starts.view(np.uint8), token_counts, word_counts, np.flatnonzero(~(words_ok & tokens_ok)))

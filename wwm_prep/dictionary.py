@@ -17,7 +17,7 @@ import zstandard
 from wwm_prep.errors import WwmPrepError
 from wwm_prep.resources import resource
 
-DEFAULT_DICTIONARY = "tiny-ja"
+DEFAULT_DICTIONARY = "unidic-lite"
 BUNDLED = {"tiny-ja": ("dictionaries", "tiny-ja")}
 # Settings with which vibrato reproduces MeCab's segmentation exactly (DESIGN.md §2).
 IGNORE_SPACE = True
@@ -140,18 +140,34 @@ def load_dictionary(spec: str | Path | None = None, cache: Path | None = None) -
 
 def _load_path(name: str, path: Path, cache: Path | None) -> Dictionary:
     if path.is_file():
-        return _finish(name, path, "vibrato", _files_sha256([path]), _load_compiled(path))
-    if (path / "sys.dic").is_file():
-        from wwm_prep import dict_registry, mecab_binary
+        fmt, files = "vibrato", [path]
+    elif (path / "sys.dic").is_file():
+        fmt, files = "mecab-binary", sorted(p for p in path.iterdir() if p.suffix in (".dic", ".bin"))
+    elif path.is_dir():
+        fmt, files = "mecab-text", _text_dictionary_files(path)
+    else:
+        raise WwmPrepError(f"{path}: not a dictionary")
+    sha256 = _files_sha256(files)
+    if sha256 not in _LOADED:
+        tagger = _compile(fmt, path, cache)
+        _LOADED[sha256] = (tagger, space_table(tagger))
+    return Dictionary(name, path, fmt, sha256, *_LOADED[sha256])
 
-        binary_files = sorted(p for p in path.iterdir() if p.suffix in (".dic", ".bin"))
+
+# Compiled dictionaries of this process by content hash: compiling UniDic takes seconds and hundreds of
+# MB, and a process (a test session, `prepare`) may ask for the same one more than once.
+_LOADED: dict[str, tuple[vibrato.Vibrato, np.ndarray]] = {}
+
+
+def _compile(fmt: str, path: Path, cache: Path | None) -> vibrato.Vibrato:
+    if fmt == "vibrato":
+        return _load_compiled(path)
+    if fmt == "mecab-text":
+        return _compile_text(path)
+    from wwm_prep import dict_registry, mecab_binary
+
+    try:
         text_dir = mecab_binary.converted_text_dictionary(path, dict_registry.cache_dir(cache) / "converted")
-        return _finish(name, path, "mecab-binary", _files_sha256(binary_files), _compile_text(text_dir))
-    if path.is_dir():
-        files = _text_dictionary_files(path)
-        return _finish(name, path, "mecab-text", _files_sha256(files), _compile_text(path))
-    raise WwmPrepError(f"{path}: not a dictionary")
-
-
-def _finish(name: str, path: Path, fmt: str, sha256: str, tagger: vibrato.Vibrato) -> Dictionary:
-    return Dictionary(name, path, fmt, sha256, tagger, space_table(tagger))
+    except (ValueError, FileNotFoundError) as exc:
+        raise WwmPrepError(f"{path}: cannot read this MeCab binary dictionary: {exc}") from exc
+    return _compile_text(text_dir)

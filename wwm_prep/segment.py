@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from wwm_prep import __version__
-from wwm_prep.align import align_batch, align_offsets
+from wwm_prep.align import Spaces, align_batch, align_offsets
 from wwm_prep.corpus import Document, InputFile, discover, read_records
 from wwm_prep.dictionary import Dictionary, load_dictionary
 from wwm_prep.errors import WwmPrepError
@@ -54,12 +54,13 @@ class Segmenter:
     def __init__(self, dictionary: Dictionary, tokenizer: Tokenizer):
         self.dictionary = dictionary
         self.tokenizer = tokenizer
+        self.spaces = Spaces.from_table(dictionary.space)
 
     def __call__(self, texts: list[str]) -> Segmented:
         tok, tagger = self.tokenizer, self.dictionary.tagger
         surfaces = [tagger.tokenize_to_surfaces(text) for text in texts]
         ids = [tok.sp.encode(text) for text in texts]
-        aligned = align_batch(texts, ids, surfaces, tok.piece_bytes, tok.whitespace, self.dictionary.space)
+        aligned = align_batch(texts, ids, surfaces, tok.piece_bytes, tok.whitespace, self.spaces)
         doc_tokens = np.concatenate([[0], np.cumsum(aligned.token_counts)])
         for i in aligned.misaligned:
             aligned.word_starts[doc_tokens[i] : doc_tokens[i + 1]] = self._exact(texts[i], aligned.ids[doc_tokens[i] : doc_tokens[i + 1]])
