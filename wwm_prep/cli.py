@@ -17,6 +17,7 @@ DICT_HELP = (
     "Dictionary: a registered name (see `wwm-prep dict list`), a MeCab text or binary dictionary directory, "
     "or a vibrato system.dic(.zst). Default: the bundled one."
 )
+DEMO_SEQ_LEN = 512  # the bundled sample is small: short rows still hold several documents
 TOKENIZER_HELP = "SentencePiece .model (e.g. llm-jp-tokenizer-100k.ver3.0b1.model). Default: the bundled sample model."
 
 
@@ -137,6 +138,51 @@ def dict_info(name_or_path: str, cache_dir: Path | None) -> None:
         click.echo(f"{key:<13} {value}")
 
 
+def print_pack_summary(manifest: dict[str, Any], out: Path) -> None:
+    totals, config = manifest["totals"], manifest["config"]
+    rows = [
+        ("documents", totals["documents"]),
+        ("pieces", totals["pieces"]),
+        ("cut documents", totals["cut_documents"]),
+        ("cuts", totals["cuts"]),
+        ("  at a sentence end", totals["sentence_cuts"]),
+        ("split long groups", totals["group_splits"]),
+        ("rows", totals["rows"]),
+        ("tokens", totals["tokens"]),
+        ("pad tokens", totals["pad_tokens"]),
+        ("efficiency", f"{100 * totals['efficiency']:.2f} %"),
+        ("shards", len(manifest["shards"])),
+    ]
+    click.echo(f"pack → {out}  ({config['strategy']}, {config['seq_len']} tokens per row)")
+    for name, value in rows:
+        click.echo(f"  {name:<20} {value:>12,}" if isinstance(value, int) else f"  {name:<20} {value:>12}")
+    if not config["sentence_ends"]["used"]:
+        click.echo("  long documents were cut at word-group edges only: the tokenizer model was not found "
+                   "(give it with --tokenizer to prefer sentence ends)")
+
+
+def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of `pack`, shared by `prepare`. Defaults are those of `wwm_prep.pack` (kept equal by a test;
+    importing it here would slow every command down)."""
+    options = [
+        click.option("--seq-len", type=int, required=True,
+                     help="Tokens per row, e.g. 4096 or 8192 (at least 64)."),
+        click.option("--strategy", type=click.Choice(["best-fit", "greedy"]), default="best-fit", show_default=True,
+                     help="best-fit: best-fit decreasing over a window of pieces; greedy: stream order, least memory."),
+        click.option("--window", type=int, default=4096, show_default=True,
+                     help="best-fit: pieces weighed at once; bounds memory."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the interleaving of inputs, the subsampling and the shuffling of rows."),
+        click.option("--subset-weights",
+                     help="Repeat or subsample subsets, e.g. ja_wiki=2,kaken=0.5 (default 1 each)."),
+        click.option("--shard-rows", type=int, default=2048, show_default=True,
+                     help="Rows per sequence shard; a shard is shuffled, and so held, in memory."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -166,10 +212,68 @@ def segment(inputs: tuple[str, ...], out: Path, subsets: str | None, dictionary:
 
 
 @main.command()
+@click.argument("docs_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory for sequence shards.")
+@pack_options
+@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
+              help="The documents' tokenizer model, if it is no longer where segment found it (checked by sha256); "
+                   "used to cut long documents at sentence ends.")
+@user_errors
+def pack(docs_dir: Path, out: Path, seq_len: int, strategy: str, window: int, seed: int,
+         subset_weights: str | None, shard_rows: int, tokenizer: Path | None) -> None:
+    """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow."""
+    from wwm_prep.pack import parse_subset_weights, run_pack
+
+    manifest = run_pack(
+        docs_dir, out, seq_len=seq_len, strategy=strategy, window=window, seed=seed,
+        subset_weights=parse_subset_weights(subset_weights), shard_rows=shard_rows, tokenizer=tokenizer,
+    )
+    print_pack_summary(manifest, out)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory: document shards go to OUT/documents, sequence shards to OUT/sequences.")
+@click.option("--subsets", help="Comma-separated subsets to take from corpus roots, e.g. ja_wiki,kaken.")
+@click.option("--dict", "dictionary", help=DICT_HELP)
+@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path), help=TOKENIZER_HELP)
+@CACHE_OPTION
+@click.option("--overwrite", is_flag=True, help="Redo all segment units, even if made with another configuration.")
+@pack_options
+@user_errors
+def prepare(inputs: tuple[str, ...], out: Path, subsets: str | None, dictionary: str | None, tokenizer: Path | None,
+            cache_dir: Path | None, overwrite: bool, seq_len: int, strategy: str, window: int, seed: int,
+            subset_weights: str | None, shard_rows: int) -> None:
+    """Segment and pack in one step: corpus files → OUT/documents → OUT/sequences.
+
+    INPUTS are as for `segment`. Segment units already done are skipped; nothing is packed if a file failed.
+    """
+    from wwm_prep.pack import parse_subset_weights, run_pack
+    from wwm_prep.segment import run_segment
+
+    weights = parse_subset_weights(subset_weights)  # a typo should fail before the long step, not after
+    manifest = run_segment(
+        inputs, out / "documents", dictionary=dictionary, tokenizer=str(tokenizer) if tokenizer else None,
+        subsets=subsets.split(",") if subsets else None, overwrite=overwrite, cache=cache_dir,
+    )
+    print_segment_summary(manifest, out / "documents")
+    if manifest["failed"]:
+        click.echo(f"not packing: {len(manifest['failed'])} input file(s) failed; fix them and rerun "
+                   "(completed files are skipped)", err=True)
+        sys.exit(1)
+    packed = run_pack(out / "documents", out / "sequences", seq_len=seq_len, strategy=strategy, window=window,
+                      seed=seed, subset_weights=weights, shard_rows=shard_rows)
+    print_pack_summary(packed, out / "sequences")
+
+
+@main.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/demo"), show_default=True)
 @user_errors
 def demo(out: Path) -> None:
     """Run the pipeline on the bundled sample corpus with the default dictionary and tokenizer."""
+    from wwm_prep.pack import run_pack
     from wwm_prep.resources import resource
     from wwm_prep.segment import run_segment
 
@@ -177,6 +281,8 @@ def demo(out: Path) -> None:
     print_segment_summary(manifest, out / "documents")
     if manifest["failed"]:
         sys.exit(1)
+    packed = run_pack(out / "documents", out / "sequences", seq_len=DEMO_SEQ_LEN)
+    print_pack_summary(packed, out / "sequences")
 
 
 if __name__ == "__main__":
