@@ -34,6 +34,9 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except WwmPrepError as exc:
             raise UserError(str(exc)) from exc
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished units are kept; rerun the same command to resume", err=True)
+            sys.exit(130)
 
     return wrapper
 
@@ -183,30 +186,59 @@ def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-@main.command()
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output directory for document shards.")
-@click.option("--subsets", help="Comma-separated subsets to take from corpus roots, e.g. ja_wiki,kaken.")
-@click.option("--dict", "dictionary", help=DICT_HELP)
-@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path), help=TOKENIZER_HELP)
-@CACHE_OPTION
-@click.option("--overwrite", is_flag=True, help="Redo all units, even if the output was made with another configuration.")
-@user_errors
-def segment(inputs: tuple[str, ...], out: Path, subsets: str | None, dictionary: str | None,
-            tokenizer: Path | None, cache_dir: Path | None, overwrite: bool) -> None:
-    """Segment corpus files into document shards with whole-word groups.
+def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of `segment`, shared by `prepare`."""
+    options = [
+        click.option("--subsets", help="Comma-separated subsets to take from corpus roots, e.g. ja_wiki,kaken."),
+        click.option("--dict", "dictionary", help=DICT_HELP),
+        click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path), help=TOKENIZER_HELP),
+        CACHE_OPTION,
+        click.option("--overwrite", is_flag=True,
+                     help="Redo all units, even if the output was made with another configuration."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Worker processes (default: the machine's cores); one input file per unit."),
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Where units run: forked local processes, or Ray actors (pip install 'wwm-prep[ray]')."),
+        click.option("--ray-address", help="Ray cluster to join (e.g. 'auto' or HOST:6379); default: a local Ray."),
+        click.option("--num-shards", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Array jobs: split the input files into this many slices..."),
+        click.option("--shard-index", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="...and process slice number this (0-based)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
-    INPUTS are llm-jp-corpus-v3 roots (holding ja/<subset>/), directories, files or globs of
-    .jsonl, .jsonl.gz or .jsonl.zst.
-    """
+
+def run_segment_command(inputs: tuple[str, ...], out: Path, subsets: str | None, dictionary: str | None,
+                        tokenizer: Path | None, cache_dir: Path | None, overwrite: bool, workers: int | None,
+                        executor: str, ray_address: str | None, num_shards: int, shard_index: int) -> dict[str, Any]:
+    from wwm_prep.executor import default_workers
     from wwm_prep.segment import run_segment
 
     manifest = run_segment(
         inputs, out, dictionary=dictionary, tokenizer=str(tokenizer) if tokenizer else None,
         subsets=subsets.split(",") if subsets else None, overwrite=overwrite, cache=cache_dir,
+        workers=workers or default_workers(), executor=executor, ray_address=ray_address,
+        num_shards=num_shards, shard_index=shard_index,
     )
     print_segment_summary(manifest, out)
+    return manifest
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory for document shards.")
+@segment_options
+@user_errors
+def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
+    """Segment corpus files into document shards with whole-word groups.
+
+    INPUTS are llm-jp-corpus-v3 roots (holding ja/<subset>/), directories, files or globs of
+    .jsonl, .jsonl.gz or .jsonl.zst. A rerun skips the files already done.
+    """
+    manifest = run_segment_command(inputs, out, **options)
     if manifest["failed"]:
         sys.exit(1)
 
@@ -236,32 +268,22 @@ def pack(docs_dir: Path, out: Path, seq_len: int, strategy: str, window: int, se
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output directory: document shards go to OUT/documents, sequence shards to OUT/sequences.")
-@click.option("--subsets", help="Comma-separated subsets to take from corpus roots, e.g. ja_wiki,kaken.")
-@click.option("--dict", "dictionary", help=DICT_HELP)
-@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path), help=TOKENIZER_HELP)
-@CACHE_OPTION
-@click.option("--overwrite", is_flag=True, help="Redo all segment units, even if made with another configuration.")
+@segment_options
 @pack_options
 @user_errors
-def prepare(inputs: tuple[str, ...], out: Path, subsets: str | None, dictionary: str | None, tokenizer: Path | None,
-            cache_dir: Path | None, overwrite: bool, seq_len: int, strategy: str, window: int, seed: int,
-            subset_weights: str | None, shard_rows: int) -> None:
+def prepare(inputs: tuple[str, ...], out: Path, seq_len: int, strategy: str, window: int, seed: int,
+            subset_weights: str | None, shard_rows: int, **options: Any) -> None:
     """Segment and pack in one step: corpus files → OUT/documents → OUT/sequences.
 
     INPUTS are as for `segment`. Segment units already done are skipped; nothing is packed if a file failed.
     """
     from wwm_prep.pack import parse_subset_weights, run_pack
-    from wwm_prep.segment import run_segment
 
     weights = parse_subset_weights(subset_weights)  # a typo should fail before the long step, not after
-    manifest = run_segment(
-        inputs, out / "documents", dictionary=dictionary, tokenizer=str(tokenizer) if tokenizer else None,
-        subsets=subsets.split(",") if subsets else None, overwrite=overwrite, cache=cache_dir,
-    )
-    print_segment_summary(manifest, out / "documents")
-    if manifest["failed"]:
-        click.echo(f"not packing: {len(manifest['failed'])} input file(s) failed; fix them and rerun "
-                   "(completed files are skipped)", err=True)
+    manifest = run_segment_command(inputs, out / "documents", **options)
+    if not manifest["complete"]:
+        click.echo(f"not packing: {len(manifest['failed'])} input file(s) failed, {len(manifest['missing'])} not "
+                   "done; fix them and rerun (completed files are skipped)", err=True)
         sys.exit(1)
     packed = run_pack(out / "documents", out / "sequences", seq_len=seq_len, strategy=strategy, window=window,
                       seed=seed, subset_weights=weights, shard_rows=shard_rows)
@@ -283,6 +305,95 @@ def demo(out: Path) -> None:
         sys.exit(1)
     packed = run_pack(out / "documents", out / "sequences", seq_len=DEMO_SEQ_LEN)
     print_pack_summary(packed, out / "sequences")
+
+
+@main.command("init-model")
+@click.option("--config", "config_name", type=click.Choice(["tiny", "bert-alpha-500m"]), required=True,
+              help="tiny: 2 layers of 64 (for tests); bert-alpha-500m: TohokuNLP BERT-alpha's architecture.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Checkpoint directory (config.json + model.safetensors, Hugging Face layout).")
+@click.option("--vocab-size", type=int, help="Vocabulary size (default: the preset's, 99,584).")
+@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
+              help="SentencePiece .model the model is for: sizes the vocabulary (padded to a multiple of 128) and "
+                   "is declared in config.json (its sha256 and path), so `sanity` and `fill-mask` can check it.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a checkpoint already in --out.")
+@user_errors
+def init_model(config_name: str, out: Path, vocab_size: int | None, tokenizer: Path | None, dtype: str, seed: int,
+               overwrite: bool) -> None:
+    """Write a randomly initialised checkpoint (nothing to download), e.g. to try `sanity` and `fill-mask`."""
+    from wwm_prep.sanity import init_model as run_init_model
+
+    made = run_init_model(config_name, out, vocab_size=vocab_size, tokenizer=tokenizer, dtype=dtype, seed=seed,
+                          overwrite=overwrite)
+    cfg = made["config"]
+    click.echo(f"init-model → {out}  ({config_name}, {dtype}, seed {seed})")
+    click.echo(f"  parameters   {made['parameters']:>14,}")
+    click.echo(f"  vocab_size   {cfg.vocab_size:>14,}")
+    click.echo(f"  on disk      {made['bytes'] / 1e6:>11,.1f} MB")
+    if made["tokenizer"]:
+        click.echo(f"  tokenizer    {made['tokenizer']['path']} ({made['tokenizer']['pieces']:,} pieces, "
+                   f"sha256 {made['tokenizer']['sha256'][:16]}…)")
+    else:
+        click.echo("  tokenizer    none declared (give --tokenizer to declare one)")
+
+
+@main.command()
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Checkpoint directory (Hugging Face layout, Llama tensor names).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Sequence shards written by `wwm-prep pack`.")
+@click.option("--batches", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Rows per batch; the first batches × batch-size rows of the data are used.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the collator's masking.")
+@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
+              help="The tokenizer the model was trained with, for a checkpoint that declares none.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@user_errors
+def sanity(model_dir: Path, data_dir: Path, batches: int, batch_size: int, seed: int, tokenizer: Path | None,
+           as_json: bool) -> None:
+    """Check that a model can read packed data: mask real rows and report masked-LM loss.
+
+    Masks rows with the WholeWordMaskCollator (the data's special ids) and reports loss, accuracy and
+    perplexity overall and per subset, and tokens per second. Before any forward it checks the data's
+    tokenizer against the model's, the ids against its vocab_size and the row length against its
+    max_position_embeddings.
+
+    Exit status 1 on a red flag: any of those mismatches, or a loss within 10 % of ln V (or above it),
+    which is what a model that cannot read the data scores — including an untrained (randomly
+    initialised) one, so an untrained model fails this check on purpose. Exit status 2 on a usage error.
+    """
+    from wwm_prep.sanity import format_report, report_json, run_sanity
+
+    report = run_sanity(model_dir, data_dir, batches=batches, batch_size=batch_size, seed=seed, tokenizer=tokenizer,
+                        log=lambda message: click.echo(message, err=True))
+    click.echo(report_json(report) if as_json else format_report(report))
+    if report["red_flags"]:
+        sys.exit(1)
+
+
+@main.command("fill-mask")
+@click.argument("text")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Checkpoint directory.")
+@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
+              help="SentencePiece .model (default: the one the model declares, if its file is still there).")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON.")
+@user_errors
+def fill_mask(text: str, model_dir: Path, tokenizer: Path | None, top_k: int, as_json: bool) -> None:
+    """Print the top-k fillers of every mask in TEXT.
+
+    `<MASK>` stands for one token; `<MASK>{word}` masks every token of word (whole-word masking) and
+    prints the candidates of each of its positions, e.g. "東北<MASK>{大学}で研究する".
+    """
+    from wwm_prep.sanity import fill_mask as run_fill_mask
+    from wwm_prep.sanity import format_fill_mask, report_json
+
+    result = run_fill_mask(model_dir, text, tokenizer=tokenizer, k=top_k)
+    click.echo(report_json(result) if as_json else format_fill_mask(result))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,10 +187,17 @@ def parse_record(line_no: int, raw: bytes) -> Document | Reject:
     return Document(line_no, text)
 
 
+class UnreadableFile(Exception):
+    """An input file that cannot be read to its end: missing, unreadable, truncated, corrupt compression."""
+
+
 def read_records(path: Path) -> Iterator[Document | Reject]:
-    """Every line of a corpus file as a Document or a Reject; I/O and decompression errors propagate."""
-    with open_binary(path) as stream:
-        for line_no, raw in enumerate(stream, start=1):
-            raw = raw.rstrip(b"\r\n")
-            if raw.strip():
-                yield parse_record(line_no, raw)
+    """Every line of a corpus file as a Document or a Reject; the file's own errors become UnreadableFile."""
+    try:
+        with open_binary(path) as stream:
+            for line_no, raw in enumerate(stream, start=1):
+                raw = raw.rstrip(b"\r\n")
+                if raw.strip():
+                    yield parse_record(line_no, raw)
+    except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+        raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc

@@ -156,6 +156,13 @@ def _document_manifest(docs_dir: Path) -> tuple[dict[str, Any], str]:
         raise WwmPrepError(
             f"{path} lacks the tokenizer or shard records pack needs; re-create it with this version of segment"
         )
+    if manifest.get("complete") is False:
+        missing = manifest.get("missing", [])
+        raise WwmPrepError(
+            f"{docs_dir} is incomplete: {len(missing)} input file(s) have no shard yet ({', '.join(missing[:5])}"
+            f"{', …' if len(missing) > 5 else ''}). Rerun `wwm-prep segment` with the same inputs (done files are "
+            "skipped; array-job slices are gathered), and leave out files that cannot be read"
+        )
     return manifest, sha256_file(path)
 
 

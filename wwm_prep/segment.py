@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from wwm_prep import __version__
 from wwm_prep.align import Spaces, align_batch, align_offsets
-from wwm_prep.corpus import Document, InputFile, discover, read_records
+from wwm_prep.corpus import Document, InputFile, UnreadableFile, discover, read_records
+from wwm_prep.executor import run_local, run_ray, slice_units
 from wwm_prep.dictionary import Dictionary, load_dictionary
 from wwm_prep.errors import WwmPrepError
 from wwm_prep.shards import ShardWriter, load_schema, sha256_file, write_json_atomic
@@ -194,6 +195,36 @@ def _completed(out_dir: Path, unit: InputFile) -> dict[str, Any] | None:
     return report
 
 
+@dataclass
+class SegmentStage:
+    """One unit = one input file; prepared once per worker process (the dictionary is the cost)."""
+
+    out_dir: Path
+    dictionary: str | None
+    tokenizer: str | None
+    cache: Path | None
+    segmenter: Segmenter | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "segmenter": None}  # Ray workers load their own
+
+    def prepare(self) -> None:
+        if self.segmenter is None:
+            self.segmenter = Segmenter(load_dictionary(self.dictionary, self.cache), load_tokenizer(self.tokenizer))
+
+    def run(self, unit: InputFile) -> dict[str, Any]:
+        assert self.segmenter is not None
+        for stale in self.out_dir.glob(f".{unit.unit}.arrow.tmp-*"):  # left by a killed run
+            stale.unlink()
+        try:
+            report = segment_file(unit, self.out_dir, self.segmenter)
+        except UnreadableFile as exc:
+            return {"unit": unit.unit, "source": unit.source, "path": str(unit.path), "error": str(exc)}
+        report["unit"] = unit.unit
+        write_json_atomic(self.out_dir / "units" / f"{unit.unit}.json", report)
+        return report
+
+
 def run_segment(
     inputs: Iterable[str],
     out_dir: Path,
@@ -203,18 +234,50 @@ def run_segment(
     subsets: Iterable[str] | None = None,
     overwrite: bool = False,
     cache: Path | None = None,
+    workers: int = 1,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    executor: str = "local",
+    ray_address: str | None = None,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> dict[str, Any]:
-    """Segment every input file into `out_dir` and write `manifest.json`; returns the manifest.
+    """Segment the input files (or one array-job slice of them) into `out_dir`, skipping units already
+    done, and write `manifest.json`; returns the manifest.
 
-    Files that fail are named in the manifest's `failed` list; the others still complete.
+    Files that fail are named in the manifest's `failed` list; the others still complete. The
+    manifest is `complete` once every input file of the run has its shard.
     """
     inputs = list(inputs)
     files = discover(inputs, subsets)
-    dic = load_dictionary(dictionary, cache)
-    tok = load_tokenizer(tokenizer)
-    segmenter = Segmenter(dic, tok)
-    config = _config(dic, tok)
+    mine = slice_units(files, num_shards, shard_index)
+    stage = SegmentStage(out_dir, dictionary, tokenizer, cache)
+    stage.prepare()
+    assert stage.segmenter is not None
+    config = _config(stage.segmenter.dictionary, stage.segmenter.tokenizer)
+    try:
+        _claim_output(out_dir, config, overwrite)
+        reports = {u.unit: r for u in files if (r := _completed(out_dir, u)) is not None}
+        todo = [u for u in mine if u.unit not in reports]
+        for unit in mine:
+            if unit.unit in reports:
+                log(f"skip {unit.source}: already done")
+        run = run_local(stage, todo, workers) if executor == "local" else run_ray(stage, todo, workers, ray_address)
+        failed = []
+        for report in run:
+            if "error" in report:
+                failed.append(report)
+                log(f"FAILED {report['source']}: {report['error']}")
+            else:
+                reports[report["unit"]] = report
+                log(f"done {report['source']}: {report['documents']} documents, {report['tokens']} tokens, "
+                    f"{report['rejects']} rejects")
+        return _write_manifest(out_dir, inputs, config, files, reports, failed)
+    except OSError as exc:  # the output side: read-only directory, full disk
+        raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+
+
+def _claim_output(out_dir: Path, config: dict[str, Any], overwrite: bool) -> None:
+    """Refuse an output directory made with another configuration, so a rerun never mixes two."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "units").mkdir(exist_ok=True)
     config_path = out_dir / "config.json"
@@ -230,33 +293,21 @@ def run_segment(
             old.unlink()
     write_json_atomic(config_path, config)
 
-    units: dict[str, dict[str, Any]] = {}
-    failed: list[dict[str, str]] = []
-    for unit in files:
-        report = _completed(out_dir, unit)
-        if report is not None:
-            log(f"skip {unit.source}: already done")
-        else:
-            try:
-                report = segment_file(unit, out_dir, segmenter)
-            except (OSError, EOFError, ValueError) as exc:  # unreadable, truncated, corrupt compression
-                failed.append({"source": unit.source, "path": str(unit.path), "error": f"{type(exc).__name__}: {exc}"})
-                log(f"FAILED {unit.source}: {exc}")
-                continue
-            write_json_atomic(out_dir / "units" / f"{unit.unit}.json", report)
-            log(f"done {unit.source}: {report['documents']} documents, {report['tokens']} tokens, "
-                f"{report['rejects']} rejects")
-        units[unit.unit] = report
 
-    totals = {name: sum(int(u[name]) for u in units.values()) for name in COUNTS}
+def _write_manifest(out_dir: Path, inputs: list[str], config: dict[str, Any], files: list[InputFile],
+                    reports: dict[str, dict[str, Any]], failed: list[dict[str, Any]]) -> dict[str, Any]:
+    units = {name: {k: v for k, v in r.items() if k != "unit"} for name, r in sorted(reports.items())}
+    missing = sorted(f.unit for f in files if f.unit not in reports)
     manifest = {
         "kind": "documents",
         "wwm_prep_version": __version__,
         "config": config,
-        "inputs": [str(i) for i in inputs],
+        "inputs": inputs,
         "units": units,
-        "totals": totals,
+        "totals": {name: sum(int(u[name]) for u in units.values()) for name in COUNTS},
         "failed": failed,
+        "missing": missing,
+        "complete": not missing,
     }
     write_json_atomic(out_dir / "manifest.json", manifest)
     return manifest

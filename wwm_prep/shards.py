@@ -109,11 +109,13 @@ class ShardWriter:
         return digest
 
     def abort(self) -> None:
-        try:
-            self._writer.close()
-            self._sink.close()
-        finally:
-            self._tmp.unlink(missing_ok=True)
+        """Drop the temporary file; closing may fail again (a full disk) and must not keep it open."""
+        for close in (self._writer.close, self._sink.close):
+            try:
+                close()
+            except (OSError, pa.ArrowException):
+                pass
+        self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> ShardWriter:
         return self

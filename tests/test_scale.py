@@ -1,0 +1,174 @@
+"""Scale and reliability: workers, array slices and Ray give the same bytes; kills and interrupts resume;
+every kind of bad input has an exact outcome."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.test_segment import run, write_jsonl_gz
+from wwm_prep.cli import main
+from wwm_prep.resources import resource
+from wwm_prep.shards import load_schema, read_batches
+
+SAMPLE = resource("sample", "corpus")
+
+
+def shard_digests(out: Path) -> dict[str, str]:
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {name: unit["sha256"] for name, unit in manifest["units"].items()}
+
+
+def test_workers_and_array_slices_give_identical_bytes(tmp_path: Path) -> None:
+    base = ["segment", str(SAMPLE), "--dict", "tiny-ja"]
+    assert run(*base, "--out", str(tmp_path / "w1"), "--workers", "1")[0] == 0
+    assert run(*base, "--out", str(tmp_path / "w2"), "--workers", "2")[0] == 0
+    one, two = shard_digests(tmp_path / "w1"), shard_digests(tmp_path / "w2")
+    assert len(one) == 5 and one == two
+    for name in one:
+        assert (tmp_path / "w1" / f"{name}.arrow").read_bytes() == (tmp_path / "w2" / f"{name}.arrow").read_bytes()
+
+    sliced = tmp_path / "sliced"
+    code, _ = run(*base, "--out", str(sliced), "--num-shards", "3", "--shard-index", "0")
+    assert code == 0
+    manifest = json.loads((sliced / "manifest.json").read_text())
+    assert not manifest["complete"] and len(manifest["missing"]) == 3
+    refused = CliRunner().invoke(main, ["pack", str(sliced), "--out", str(tmp_path / "p"), "--seq-len", "256"])
+    assert refused.exit_code == 2 and "incomplete" in refused.output  # the next stage checks every slice
+    for index in (2, 1):
+        assert run(*base, "--out", str(sliced), "--num-shards", "3", "--shard-index", str(index))[0] == 0
+    manifest = json.loads((sliced / "manifest.json").read_text())
+    assert manifest["complete"] and shard_digests(sliced) == one
+    assert run(*base, "--out", str(sliced), "--num-shards", "3", "--shard-index", "3")[0] == 2
+
+
+def test_ray_gives_identical_bytes(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    base = ["segment", str(SAMPLE), "--dict", "tiny-ja"]
+    assert run(*base, "--out", str(tmp_path / "local"), "--workers", "1")[0] == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"WWM_PREP_CACHE": os.environ["WWM_PREP_CACHE"]}})
+    try:
+        code, output = run(*base, "--out", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2")
+    finally:
+        ray.shutdown()
+    assert code == 0, output
+    assert shard_digests(tmp_path / "ray") == shard_digests(tmp_path / "local")
+
+
+def big_corpus(root: Path, files: int = 6) -> Path:
+    """Several copies of the bundled wiki file: enough work to be interrupted in the middle."""
+    source = SAMPLE / "ja" / "ja_wiki" / "train_0.jsonl.gz"
+    lines = gzip.decompress(source.read_bytes())
+    (root / "ja" / "ja_wiki").mkdir(parents=True)
+    for i in range(files):
+        with gzip.open(root / "ja" / "ja_wiki" / f"train_{i}.jsonl.gz", "wb") as f:
+            f.write(lines * 8)
+    return root
+
+
+def start_segment(corpus: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "wwm_prep.cli", "segment", str(corpus), "--out", str(out), "--dict", "tiny-ja",
+         "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for_units(out: Path, count: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list((out / "units").glob("*.json"))) < count:
+        assert proc.poll() is None, "finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_resumes_to_the_same_output(tmp_path: Path, sig: signal.Signals) -> None:
+    corpus = big_corpus(tmp_path / "corpus")
+    reference = tmp_path / "reference"
+    assert run("segment", str(corpus), "--out", str(reference), "--dict", "tiny-ja", "--workers", "1")[0] == 0
+
+    out = tmp_path / "out"
+    proc = start_segment(corpus, out)
+    wait_for_units(out, 2, proc)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    done_before = len(list((out / "units").glob("*.json")))
+    assert 2 <= done_before < 6
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "rerun the same command to resume" in stderr
+        assert "Traceback" not in stderr
+        assert not list(out.glob(".*.tmp-*"))
+    code, output = run("segment", str(corpus), "--out", str(out), "--dict", "tiny-ja", "--workers", "1")
+    assert code == 0 and output.count("already done") == done_before
+    assert shard_digests(out) == shard_digests(reference)
+    assert sorted(p.name for p in out.glob("*.arrow")) == sorted(p.name for p in reference.glob("*.arrow"))
+    assert not list(out.glob(".*.tmp-*"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["totals"] == json.loads((reference / "manifest.json").read_text())["totals"]
+
+
+def test_every_kind_of_bad_input_has_an_exact_outcome(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus" / "ja" / "ja_cc" / "level0"
+
+    def doc(text: str) -> bytes:
+        return json.dumps({"text": text}).encode()
+
+    long_text = "長い文書の一部です。" * 1_000_000  # a 10 MB single line
+    write_jsonl_gz(corpus / "a_records.jsonl.gz", [
+        doc("前\x00後の\x07制御\x92文字"),  # NUL and other control characters: kept as text
+        doc("هذا نص عربي بالكامل دون أي يابانية"),  # another script entirely
+        doc(long_text),
+        b'{"text": "\\ud800"}',
+    ])
+    (corpus / "b_empty.jsonl.gz").write_bytes(b"")  # zero bytes: a file with no documents
+    (corpus / "c_plain.jsonl").write_bytes(doc("圧縮なし") + b"\n")
+    out = tmp_path / "out"
+    code, output = run("segment", str(tmp_path / "corpus"), "--out", str(out), "--dict", "tiny-ja",
+                       "--tokenizer", str(resource("sample", "tokenizer", "wwm-prep-sample-unigram.model")))
+    assert code == 0, output
+    manifest = json.loads((out / "manifest.json").read_text())
+    units = manifest["units"]
+    assert units["ja_cc--level0--a_records"]["documents"] == 3 and units["ja_cc--level0--a_records"]["rejects"] == 1
+    assert units["ja_cc--level0--b_empty"]["documents"] == 0 and units["ja_cc--level0--c_plain"]["documents"] == 1
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(resource("sample", "tokenizer", "wwm-prep-sample-unigram.model")))
+    rows = [r for b in read_batches(out / "ja_cc--level0--a_records.arrow", load_schema("document"))
+            for r in b.to_pylist()]
+    texts = ["前\x00後の\x07制御\x92文字", "هذا نص عربي بالكامل دون أي يابانية", long_text]
+    assert [sp.decode(r["input_ids"]) for r in rows] == texts
+    assert rows[2]["num_chars"] == 10_000_000
+    assert manifest["totals"]["characters"] == sum(map(len, texts)) + len("圧縮なし")
+
+
+def test_output_errors_are_clear(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, output = run("segment", str(SAMPLE / "ja" / "kaken"), "--out", str(blocker / "out"), "--dict", "tiny-ja")
+    assert code == 2 and "cannot write to" in output and "Traceback" not in output
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small file system here to fill it")
+    try:
+        code, output = run("segment", str(SAMPLE), "--out", str(small / "out"), "--dict", "tiny-ja",
+                           "--workers", "1")
+        assert code == 2 and "No space left on device" in output
+        assert not list((small / "out").glob(".*.tmp-*"))
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    shutil.rmtree(small)
