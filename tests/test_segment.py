@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import zstandard
 from click.testing import CliRunner
@@ -45,11 +46,11 @@ def test_bundled_sample_all_subsets(tmp_path: Path) -> None:
     assert subsets == {"ja_cc", "ja_warp_html", "ja_warp_pdf", "ja_wiki", "kaken"}
     table = pa.concat_tables(read_shard(tmp_path / u["shard"]) for u in manifest["units"].values())
     assert table.num_rows == manifest["totals"]["documents"] > 200
-    lengths = pa.compute.list_value_length(table["input_ids"])
-    assert lengths.equals(pa.compute.list_value_length(table["word_starts"]))
-    assert manifest["totals"]["tokens"] == pa.compute.sum(lengths).as_py()
-    assert manifest["totals"]["groups"] == pa.compute.sum(pa.compute.list_flatten(table["word_starts"])).as_py()
-    assert manifest["totals"]["characters"] == pa.compute.sum(table["num_chars"]).as_py()
+    lengths = pc.list_value_length(table["input_ids"])
+    assert lengths.equals(pc.list_value_length(table["word_starts"]))
+    assert manifest["totals"]["tokens"] == pc.sum(lengths).as_py()
+    assert manifest["totals"]["groups"] == pc.sum(pc.list_flatten(table["word_starts"])).as_py()
+    assert manifest["totals"]["characters"] == pc.sum(table["num_chars"]).as_py()
     for unit in manifest["units"].values():
         assert sha256_file(tmp_path / unit["shard"]) == unit["sha256"]
     assert manifest["config"]["tokenizer"]["sha256"] == sha256_file(resource("sample", "tokenizer",

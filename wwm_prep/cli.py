@@ -204,6 +204,7 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Array jobs: split the input files into this many slices..."),
         click.option("--shard-index", type=click.IntRange(min=0), default=0, show_default=True,
                      help="...and process slice number this (0-based)."),
+        click.option("--quiet", is_flag=True, help="No progress bar or per-file lines; only the summary."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -212,7 +213,8 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def run_segment_command(inputs: tuple[str, ...], out: Path, subsets: str | None, dictionary: str | None,
                         tokenizer: Path | None, cache_dir: Path | None, overwrite: bool, workers: int | None,
-                        executor: str, ray_address: str | None, num_shards: int, shard_index: int) -> dict[str, Any]:
+                        executor: str, ray_address: str | None, num_shards: int, shard_index: int,
+                        quiet: bool) -> dict[str, Any]:
     from wwm_prep.executor import default_workers
     from wwm_prep.segment import run_segment
 
@@ -220,7 +222,7 @@ def run_segment_command(inputs: tuple[str, ...], out: Path, subsets: str | None,
         inputs, out, dictionary=dictionary, tokenizer=str(tokenizer) if tokenizer else None,
         subsets=subsets.split(",") if subsets else None, overwrite=overwrite, cache=cache_dir,
         workers=workers or default_workers(), executor=executor, ray_address=ray_address,
-        num_shards=num_shards, shard_index=shard_index,
+        num_shards=num_shards, shard_index=shard_index, quiet=quiet,
     )
     print_segment_summary(manifest, out)
     return manifest
@@ -394,6 +396,61 @@ def fill_mask(text: str, model_dir: Path, tokenizer: Path | None, top_k: int, as
 
     result = run_fill_mask(model_dir, text, tokenizer=tokenizer, k=top_k)
     click.echo(report_json(result) if as_json else format_fill_mask(result))
+
+
+@main.command()
+@click.argument("shards_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for machines) instead of the tables.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw histograms to this PNG (needs matplotlib: pip install 'wwm-prep[plot]').")
+@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
+              help="The shards' tokenizer model, if it is no longer where the manifest says (checked by sha256); "
+                   "sequence rows need it to count characters.")
+@user_errors
+def stats(shards_dir: Path, as_json: bool, plot: Path | None, tokenizer: Path | None) -> None:
+    """Statistics of document shards (from `segment`) or sequence shards (from `pack`) in DIR.
+
+    Counted from the shards themselves: documents, characters, words, tokens, word groups, tokens per group and
+    characters per token, per subset, with distributions; for sequence shards also the packing (efficiency,
+    pieces per row, cut documents). The manifest's totals are compared with these counts.
+    """
+    import json
+
+    from wwm_prep.stats import compute_stats, format_stats, plot_stats, require_matplotlib
+
+    if plot is not None:
+        require_matplotlib()  # fail before the long part
+    result = compute_stats(shards_dir, tokenizer=tokenizer)
+    click.echo(json.dumps(result.summary, ensure_ascii=False, indent=2) if as_json else format_stats(result.summary))
+    if plot is not None:
+        plot_stats(result, plot)
+        click.echo(f"plot → {plot}", err=True)
+
+
+@main.command("inspect")
+@click.argument("shards_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--row", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Row to show, counted across the shards in file-name order.")
+@click.option("--mask", is_flag=True, help="Also show what the collator would mask in this row.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="With --mask: the collator's seed (the row's index is its place in the stream, epoch 0).")
+@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
+              help="SentencePiece .model (default: the one the manifest records; checked by sha256).")
+@click.option("--max-tokens", type=click.IntRange(min=0), default=1024, show_default=True,
+              help="Show at most this many tokens of the row (0: all).")
+@click.option("--color/--no-color", default=None, help="Colour the output (default: only in a terminal).")
+@user_errors
+def inspect_command(shards_dir: Path, row: int, mask: bool, seed: int, tokenizer: Path | None, max_tokens: int,
+                    color: bool | None) -> None:
+    """Show one row of DIR as text, its whole-word groups separated by |.
+
+    Sequence rows are shown piece by piece with their provenance. With --mask, the groups the collator would
+    mask are in [brackets], with what each token became (<MASK>, a random token, or kept).
+    """
+    from wwm_prep.inspect_rows import inspect_row
+
+    text = inspect_row(shards_dir, row, tokenizer=tokenizer, mask=mask, seed=seed, max_tokens=max_tokens)
+    click.echo(text, color=color)
 
 
 if __name__ == "__main__":

@@ -154,14 +154,17 @@ class _ZstdFrames(io.RawIOBase):
         super().close()
 
 
-def open_binary(path: Path) -> BinaryIO:
+def _decompressed(path: Path, raw: BinaryIO) -> BinaryIO:
     """The decompressed byte stream of a corpus file, chosen by its name."""
-    raw = open(path, "rb")
     if path.name.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
     if path.name.endswith(".zst"):
         return io.BufferedReader(_ZstdFrames(raw), 1 << 20)  # type: ignore[return-value]
     return raw
+
+
+def open_binary(path: Path) -> BinaryIO:
+    return _decompressed(path, open(path, "rb"))
 
 
 def parse_record(line_no: int, raw: bytes) -> Document | Reject:
@@ -191,13 +194,26 @@ class UnreadableFile(Exception):
     """An input file that cannot be read to its end: missing, unreadable, truncated, corrupt compression."""
 
 
-def read_records(path: Path) -> Iterator[Document | Reject]:
-    """Every line of a corpus file as a Document or a Reject; the file's own errors become UnreadableFile."""
-    try:
-        with open_binary(path) as stream:
-            for line_no, raw in enumerate(stream, start=1):
-                raw = raw.rstrip(b"\r\n")
-                if raw.strip():
-                    yield parse_record(line_no, raw)
-    except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
-        raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+class RecordReader:
+    """Every line of a corpus file as a Document or a Reject; the file's own errors become
+    UnreadableFile. `position` is how far into the file (as stored, compressed) reading has got."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._raw: BinaryIO | None = None
+
+    @property
+    def position(self) -> int:
+        return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
+
+    def __iter__(self) -> Iterator[Document | Reject]:
+        try:
+            with open(self.path, "rb") as raw, _decompressed(self.path, raw) as stream:
+                self._raw = raw
+                for line_no, line in enumerate(stream, start=1):
+                    line = line.rstrip(b"\r\n")
+                    if line.strip():
+                        yield parse_record(line_no, line)
+        except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+            raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+

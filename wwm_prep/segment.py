@@ -8,7 +8,6 @@ skips the units whose report and shard agree and redoes the rest.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ import pyarrow as pa
 
 from wwm_prep import __version__
 from wwm_prep.align import Spaces, align_batch, align_offsets
-from wwm_prep.corpus import Document, InputFile, UnreadableFile, discover, read_records
+from wwm_prep.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
 from wwm_prep.executor import run_local, run_ray, slice_units
+from wwm_prep.progress import Counters, ProgressDisplay
 from wwm_prep.dictionary import Dictionary, load_dictionary
 from wwm_prep.errors import WwmPrepError
 from wwm_prep.shards import ShardWriter, load_schema, sha256_file, write_json_atomic
@@ -97,7 +97,11 @@ def _columns(unit: InputFile, docs: list[Document], seg: Segmented) -> dict[str,
     }
 
 
-def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter) -> dict[str, Any]:
+Progress = Callable[[int, int, int], None]  # input bytes read, documents, tokens since the last call
+
+
+def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress: Progress | None = None
+                 ) -> dict[str, Any]:
     """Segment one input file into `<unit>.arrow`; rejected records go to `rejects/<unit>.jsonl`.
 
     Returns the unit's report (counts, shard checksum). I/O and decompression errors propagate and
@@ -109,23 +113,29 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter) -> dict[s
     rejects_tmp = rejects_path.with_name(f".{rejects_path.name}.tmp")
     rejects_tmp.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    reader = RecordReader(unit.path)
+    reported = 0
+
+    def flush(writer: ShardWriter, batch: list[Document], chars: int) -> None:
+        nonlocal reported
+        seg = segmenter([d.text for d in batch])
+        writer.write(_columns(unit, batch, seg))
+        counts["documents"] += len(batch)
+        counts["characters"] += chars
+        counts["words"] += int(seg.word_counts.sum())
+        counts["tokens"] += len(seg.ids)
+        counts["groups"] += int(np.count_nonzero(seg.word_starts))
+        counts["exact_path"] += seg.exact_path
+        counts["not_reversible"] += sum(SPACE_MARK in d.text for d in batch)
+        if progress is not None:
+            progress(reader.position - reported, len(batch), len(seg.ids))
+            reported = reader.position
+
     try:
         with ShardWriter(shard, load_schema("document")) as writer, open(rejects_tmp, "w", encoding="utf-8") as rejects:
             batch: list[Document] = []
             chars = 0
-
-            def flush() -> None:
-                seg = segmenter([d.text for d in batch])
-                writer.write(_columns(unit, batch, seg))
-                counts["documents"] += len(batch)
-                counts["characters"] += chars
-                counts["words"] += int(seg.word_counts.sum())
-                counts["tokens"] += len(seg.ids)
-                counts["groups"] += int(np.count_nonzero(seg.word_starts))
-                counts["exact_path"] += seg.exact_path
-                counts["not_reversible"] += sum(SPACE_MARK in d.text for d in batch)
-
-            for record in read_records(unit.path):
+            for record in reader:
                 if not isinstance(record, Document):
                     rejects.write(json.dumps(record.record(unit.source), ensure_ascii=False) + "\n")
                     counts["rejects"] += 1
@@ -135,14 +145,16 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter) -> dict[s
                     batch.append(record)
                     chars += len(record.text)
                     if chars >= BATCH_CHARS:
-                        flush()
+                        flush(writer, batch, chars)
                         batch, chars = [], 0
             if batch or writer.rows == 0:
-                flush()
+                flush(writer, batch, chars)
             digest = writer.close()
     except BaseException:
         rejects_tmp.unlink(missing_ok=True)
         raise
+    if progress is not None:
+        progress(unit.path.stat().st_size - reported, 0, 0)
     if counts["rejects"]:
         rejects_tmp.replace(rejects_path)
     else:
@@ -203,10 +215,11 @@ class SegmentStage:
     dictionary: str | None
     tokenizer: str | None
     cache: Path | None
+    counters: Counters | None = None  # shared with forked workers, for the progress display
     segmenter: Segmenter | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "segmenter": None}  # Ray workers load their own
+        return {**self.__dict__, "segmenter": None, "counters": None}  # Ray workers load their own
 
     def prepare(self) -> None:
         if self.segmenter is None:
@@ -217,10 +230,10 @@ class SegmentStage:
         for stale in self.out_dir.glob(f".{unit.unit}.arrow.tmp-*"):  # left by a killed run
             stale.unlink()
         try:
-            report = segment_file(unit, self.out_dir, self.segmenter)
+            report = segment_file(unit, self.out_dir, self.segmenter, self.counters.add if self.counters else None)
         except UnreadableFile as exc:
             return {"unit": unit.unit, "source": unit.source, "path": str(unit.path), "error": str(exc)}
-        report["unit"] = unit.unit
+        report["unit"], report["path"] = unit.unit, str(unit.path)
         write_json_atomic(self.out_dir / "units" / f"{unit.unit}.json", report)
         return report
 
@@ -239,7 +252,7 @@ def run_segment(
     shard_index: int = 0,
     executor: str = "local",
     ray_address: str | None = None,
-    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """Segment the input files (or one array-job slice of them) into `out_dir`, skipping units already
     done, and write `manifest.json`; returns the manifest.
@@ -250,7 +263,7 @@ def run_segment(
     inputs = list(inputs)
     files = discover(inputs, subsets)
     mine = slice_units(files, num_shards, shard_index)
-    stage = SegmentStage(out_dir, dictionary, tokenizer, cache)
+    stage = SegmentStage(out_dir, dictionary, tokenizer, cache, Counters())
     stage.prepare()
     assert stage.segmenter is not None
     config = _config(stage.segmenter.dictionary, stage.segmenter.tokenizer)
@@ -258,19 +271,26 @@ def run_segment(
         _claim_output(out_dir, config, overwrite)
         reports = {u.unit: r for u in files if (r := _completed(out_dir, u)) is not None}
         todo = [u for u in mine if u.unit not in reports]
-        for unit in mine:
-            if unit.unit in reports:
-                log(f"skip {unit.source}: already done")
-        run = run_local(stage, todo, workers) if executor == "local" else run_ray(stage, todo, workers, ray_address)
+        total = sum(u.path.stat().st_size for u in todo if u.path.is_file())
         failed = []
-        for report in run:
-            if "error" in report:
-                failed.append(report)
-                log(f"FAILED {report['source']}: {report['error']}")
+        with ProgressDisplay(stage.counters, total, "segment", quiet=quiet) as display:
+            for unit in mine:
+                if unit.unit in reports:
+                    display.write(f"skip {unit.source}: already done")
+            if executor == "local":
+                run = run_local(stage, todo, workers)
             else:
+                run = run_ray(stage, todo, workers, ray_address)
+            for report in run:
+                if "error" in report:
+                    failed.append(report)
+                    display.write(f"FAILED {report['source']}: {report['error']}")
+                    continue
                 reports[report["unit"]] = report
-                log(f"done {report['source']}: {report['documents']} documents, {report['tokens']} tokens, "
-                    f"{report['rejects']} rejects")
+                if executor != "local":  # Ray workers cannot reach this machine's shared counters
+                    stage.counters.add(Path(report["path"]).stat().st_size, report["documents"], report["tokens"])
+                display.write(f"done {report['source']}: {report['documents']} documents, "
+                              f"{report['tokens']} tokens, {report['rejects']} rejects")
         return _write_manifest(out_dir, inputs, config, files, reports, failed)
     except OSError as exc:  # the output side: read-only directory, full disk
         raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc

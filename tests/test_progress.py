@@ -1,0 +1,41 @@
+"""Progress: counters shared with forked workers, a log line at a steady interval where there is no terminal."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import time
+
+from wwm_prep.progress import Counters, ProgressDisplay
+
+
+def _add(counters: Counters) -> None:
+    for _ in range(100):
+        counters.add(10, 1, 7)
+
+
+def test_counters_are_shared_with_forked_workers() -> None:
+    counters = Counters()
+    workers = [multiprocessing.get_context("fork").Process(target=_add, args=(counters,)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert counters.read() == (2000, 200, 1400)
+
+
+def test_log_lines_without_a_terminal_and_silence_when_quiet() -> None:
+    counters = Counters()
+    stream = io.StringIO()
+    with ProgressDisplay(counters, 1000, "segment", stream=stream, log_every=0.02):
+        counters.add(250, 3, 1000)
+        time.sleep(0.2)
+    lines = stream.getvalue().splitlines()
+    assert lines and all(line.startswith("segment:") for line in lines)
+    assert "25.0% of 1.0 kB read, 3 documents" in lines[-1]
+
+    quiet = io.StringIO()
+    with ProgressDisplay(counters, 1000, "segment", stream=quiet, quiet=True, log_every=0.02) as display:
+        time.sleep(0.1)
+        display.write("done x")
+    assert quiet.getvalue() == ""

@@ -1,0 +1,109 @@
+"""One progress display per run, however many workers: a tqdm bar in a terminal, a log line at a
+steady interval elsewhere, nothing with --quiet.
+
+Workers add to counters in shared memory (created before they fork); a thread of the parent reads
+them, so progress never travels with the data.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+BYTES, DOCUMENTS, TOKENS = range(3)
+
+
+class Counters:
+    """Input bytes read, documents and tokens done, shared with forked workers."""
+
+    def __init__(self) -> None:
+        self._values = multiprocessing.get_context("fork").Array("q", 3)
+
+    def add(self, nbytes: int, documents: int, tokens: int) -> None:
+        with self._values.get_lock():
+            self._values[BYTES] += nbytes
+            self._values[DOCUMENTS] += documents
+            self._values[TOKENS] += tokens
+
+    def read(self) -> tuple[int, int, int]:
+        with self._values.get_lock():
+            return self._values[BYTES], self._values[DOCUMENTS], self._values[TOKENS]
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("counters live in this machine's shared memory; Ray workers report per unit")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class ProgressDisplay:
+    """Shows `counters` against `total` input bytes until closed."""
+
+    def __init__(self, counters: Counters, total: int, label: str, *, quiet: bool = False,
+                 stream: TextIO | None = None, log_every: float = 30.0):
+        stream = stream or sys.stderr
+        self.counters, self.total, self.label, self._stream = counters, total, label, stream
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self._bar: tqdm | None = None
+        self._log: Callable[[str], None] | None = None
+        if quiet:
+            self._interval = None
+        elif stream.isatty():
+            self._bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, file=stream, dynamic_ncols=True)
+            self._interval = 0.5
+        else:
+            self._log = lambda line: print(line, file=stream, flush=True)
+            self._interval = log_every
+        self._thread = threading.Thread(target=self._watch, daemon=True) if self._interval else None
+        if self._thread:
+            self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.refresh()
+
+    def refresh(self) -> None:
+        nbytes, documents, tokens = self.counters.read()
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        if self._bar is not None:
+            self._bar.n = min(nbytes, self.total)
+            self._bar.set_postfix_str(f"{documents:,} docs, {tokens / elapsed / 1e3:,.0f} k tokens/s", refresh=False)
+            self._bar.refresh()
+        elif self._log is not None:
+            share = nbytes / self.total if self.total else 1.0
+            eta = elapsed * (1 - share) / share if share > 0 else float("nan")
+            self._log(f"{self.label}: {share:6.1%} of {_size(self.total)} read, {documents:,} documents, "
+                      f"{tokens / elapsed / 1e3:,.0f} k tokens/s, ETA {eta:,.0f} s")
+
+    def write(self, line: str) -> None:
+        """A message that does not break the bar."""
+        if self._bar is not None:
+            self._bar.write(line, file=self._stream)
+        elif self._interval is not None:
+            print(line, file=self._stream, flush=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        if self._bar is not None:
+            self.refresh()
+            self._bar.close()
+
+    def __enter__(self) -> ProgressDisplay:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
