@@ -1,0 +1,260 @@
+"""`wwm-prep stats` on a tiny corpus whose counts are known by construction: documents and characters from the
+texts, tokens from SentencePiece directly, group sizes recounted here from the shards' word_starts with plain
+Python, packing efficiency from the rows themselves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+from click.testing import CliRunner, Result
+
+from wwm_prep.cli import main
+from wwm_prep.shards import load_schema, read_batches
+from wwm_prep.tokenizer import DEFAULT_TOKENIZER
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_MODEL = REPO.joinpath(*DEFAULT_TOKENIZER)
+SEQ_LEN = 64  # rows hold 62 document tokens: the long documents below are cut
+PAD = 4
+
+# Documents designed for the test: subset → texts (one per line; "" is an empty document, counted apart).
+CORPUS: dict[str, list[str]] = {
+    "news": [
+        "東北大学の研究者が新しい方法を発表した。",
+        "今日は晴れです。\n明日は雨が降るでしょう。",
+        "",
+        "東京の天気は晴れ。" * 20,
+    ],
+    "wiki": [
+        "龘と😀は珍しい文字です。 a|b　全角の空白。",
+        "日本語の文章を単語に分けて、語の境目を調べる。",
+        "研究者は大学で言語を研究している。\n" * 12,
+    ],
+}
+PERCENTILES = {"min": 0, "p10": 10, "p25": 25, "p50": 50, "p75": 75, "p90": 90, "p99": 99, "max": 100}
+
+
+def invoke(*args: str) -> Result:
+    result = CliRunner().invoke(main, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+@pytest.fixture(scope="module")
+def sp() -> spm.SentencePieceProcessor:
+    return spm.SentencePieceProcessor(model_file=str(SAMPLE_MODEL))
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The corpus segmented with tiny-ja and the bundled tokenizer, then packed into 64-token rows."""
+    root = tmp_path_factory.mktemp("stats")
+    for subset, texts in CORPUS.items():
+        path = root / "corpus" / "ja" / subset / "part_0.jsonl"
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    docs, seqs = root / "documents", root / "sequences"
+    assert invoke("segment", str(root / "corpus"), "--dict", "tiny-ja", "--out", str(docs)).exit_code == 0
+    assert invoke("pack", str(docs), "--out", str(seqs), "--seq-len", str(SEQ_LEN)).exit_code == 0
+    return {"root": root, "documents": docs, "sequences": seqs}
+
+
+def stats_json(directory: Path, *extra: str) -> dict[str, Any]:
+    result = invoke("stats", str(directory), "--json", *extra)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def expected_counts(sp: spm.SentencePieceProcessor) -> dict[str, dict[str, int]]:
+    out = {}
+    for subset, texts in [("all", [t for ts in CORPUS.values() for t in ts]), *CORPUS.items()]:
+        texts = [t for t in texts if t]
+        out[subset] = {
+            "documents": len(texts),
+            "characters": sum(len(t) for t in texts),
+            "tokens": sum(len(sp.encode(t)) for t in texts),
+            "cut_documents": sum(len(sp.encode(t)) > SEQ_LEN - 2 for t in texts),
+        }
+    return out
+
+
+def document_word_starts(docs: Path) -> list[list[int]]:
+    return [ws for shard in sorted(docs.glob("*.arrow")) for batch in read_batches(shard, load_schema("document"))
+            for ws in batch.column("word_starts").to_pylist()]
+
+
+def group_sizes(word_starts: list[list[int]]) -> list[int]:
+    """Sizes of the word groups, recounted with plain Python: a group runs from a 1 to the next 1 (or the end)."""
+    sizes = []
+    for ws in word_starts:
+        size = 0
+        for i, start in enumerate(ws):
+            if start and i > 0:
+                sizes.append(size)
+                size = 0
+            size += 1
+        if size:
+            sizes.append(size)
+    return sizes
+
+
+def percentiles(values: list[int]) -> dict[str, int]:
+    return {name: int(np.percentile(values, q, method="inverted_cdf")) for name, q in PERCENTILES.items()}
+
+
+def test_document_stats_match_the_corpus(prepared: dict[str, Path], sp: spm.SentencePieceProcessor) -> None:
+    s = stats_json(prepared["documents"])
+    expected = expected_counts(sp)
+    assert s["kind"] == "documents" and s["shards"] == 2
+    t = s["totals"]
+    for key in ("documents", "characters", "tokens"):
+        assert t[key] == expected["all"][key], key
+        for subset in CORPUS:
+            assert s["subsets"][subset][key] == expected[subset][key], (subset, key)
+    sizes = group_sizes(document_word_starts(prepared["documents"]))
+    assert sum(sizes) == t["tokens"]
+    assert t["groups"] == len(sizes)
+    assert t["tokens_per_group"] == pytest.approx(t["tokens"] / len(sizes), abs=1e-4)
+    chars_per_token = expected["all"]["characters"] / expected["all"]["tokens"]
+    assert t["characters_per_token"] == pytest.approx(chars_per_token, abs=1e-4)
+    assert 0 < t["words"] <= t["characters"]
+    groups = s["distributions"]["group_tokens"]
+    assert {k: groups[k] for k in PERCENTILES} == percentiles(sizes)
+    assert groups["mean"] == pytest.approx(np.mean(sizes), abs=0.01)
+    histogram = s["histograms"]["group_tokens"]
+    assert sum(b["count"] for b in histogram) == len(sizes)
+    assert histogram[0] == {"from": 1, "to": 1, "count": sizes.count(1), "share": round(sizes.count(1) / len(sizes), 6)}
+    lengths = [len(sp.encode(t)) for ts in CORPUS.values() for t in ts if t]
+    docs = s["distributions"]["document_tokens"]
+    assert {k: docs[k] for k in PERCENTILES} == percentiles(lengths)
+    assert sum(b["count"] for b in s["histograms"]["document_tokens"]) == len(lengths)
+    assert s["manifest"]["found"] and s["manifest"]["mismatches"] == {}
+
+
+def test_sequence_stats_match_the_rows(prepared: dict[str, Path], sp: spm.SentencePieceProcessor) -> None:
+    s = stats_json(prepared["sequences"])
+    expected = expected_counts(sp)
+    assert s["kind"] == "sequences"
+    t = s["totals"]
+    assert expected["all"]["cut_documents"] == 2  # the corpus is built so; otherwise this test checks little
+    for key in ("documents", "characters", "tokens", "cut_documents"):
+        assert t[key] == expected["all"][key], key
+        for subset in CORPUS:
+            assert s["subsets"][subset][key] == expected[subset][key], (subset, key)
+    assert t["words"] is None
+
+    rows = [(ids, ws, lengths, sources) for shard in sorted(prepared["sequences"].glob("*.arrow"))
+            for batch in read_batches(shard, load_schema("sequence"))
+            for ids, ws, lengths, sources in zip(*(batch.column(c).to_pylist() for c in
+                                                   ("input_ids", "word_starts", "doc_lengths", "doc_sources")))]
+    cells = sum(len(ids) for ids, *_ in rows)
+    non_pad = sum(sum(i != PAD for i in ids) for ids, *_ in rows)
+    assert t["rows"] == len(rows) and t["seq_len"] == SEQ_LEN and cells == len(rows) * SEQ_LEN
+    assert t["efficiency"] == pytest.approx(non_pad / cells, abs=1e-6)
+    assert t["pad_tokens"] == cells - non_pad
+    pieces = [len(lengths) for _, _, lengths, _ in rows]
+    assert t["pieces"] == sum(pieces)
+    assert t["pieces_per_row"] == pytest.approx(sum(pieces) / len(rows), abs=1e-4)
+    assert s["distributions"]["pieces_per_row"]["max"] == max(pieces)
+    cut_pieces = [src for *_, sources in rows for src in sources if not src.endswith("/1")]
+    assert t["cut_pieces"] == len(cut_pieces)
+    assert t["cuts"] == len(cut_pieces) - t["cut_documents"]
+    assert t["groups"] == sum(sum(ws) for _, ws, _, _ in rows)
+    assert t["group_splits"] == 0
+    # documents put back together from their pieces have the lengths SentencePiece gives their texts
+    lengths = [len(sp.encode(t)) for ts in CORPUS.values() for t in ts if t]
+    docs = s["distributions"]["document_tokens"]
+    assert {k: docs[k] for k in PERCENTILES} == percentiles(lengths)
+    fill = [sum(lengths) for _, _, lengths, _ in rows]
+    assert {k: s["distributions"]["row_fill"][k] for k in PERCENTILES} == percentiles(fill)
+    assert s["manifest"]["mismatches"] == {}
+
+
+def test_plain_summary(prepared: dict[str, Path], sp: spm.SentencePieceProcessor) -> None:
+    expected = expected_counts(sp)["all"]
+    result = invoke("stats", str(prepared["sequences"]))
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    row = next(line for line in lines if line.startswith("documents "))
+    assert row.split()[1] == f"{expected['documents']:,}"
+    row = next(line for line in lines if line.startswith("characters "))
+    assert row.split()[1] == f"{expected['characters']:,}"
+    assert any(line.strip().startswith("efficiency (non-pad share)") for line in lines)
+    assert "manifest totals agree with the shards" in result.output
+    assert "tokens per group" in result.output and "row fill (tokens)" in result.output
+
+
+def test_manifest_disagreement_is_reported(prepared: dict[str, Path], tmp_path: Path) -> None:
+    docs = tmp_path / "documents"
+    shutil.copytree(prepared["documents"], docs)
+    manifest = json.loads((docs / "manifest.json").read_text(encoding="utf-8"))
+    manifest["totals"]["documents"] += 1
+    (docs / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    s = stats_json(docs)
+    assert s["manifest"]["mismatches"] == {
+        "documents": {"shards": s["totals"]["documents"], "manifest": s["totals"]["documents"] + 1}}
+    assert "MISMATCH documents" in invoke("stats", str(docs)).output
+
+
+def test_characters_of_sequences_need_the_tokenizer(prepared: dict[str, Path], tmp_path: Path,
+                                                     sp: spm.SentencePieceProcessor) -> None:
+    """The manifests record where the tokenizer was; when it has moved, --tokenizer gives it back."""
+    docs, seqs = tmp_path / "documents", tmp_path / "sequences"
+    shutil.copytree(prepared["documents"], docs)
+    shutil.copytree(prepared["sequences"], seqs)
+    manifest = json.loads((seqs / "manifest.json").read_text(encoding="utf-8"))
+    manifest["documents"]["config"]["tokenizer"]["path"] = str(tmp_path / "moved.model")
+    (seqs / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    s = stats_json(seqs)
+    assert s["totals"]["characters"] is None and s["totals"]["tokens"] == expected_counts(sp)["all"]["tokens"]
+    assert any("characters unknown" in note for note in s["notes"])
+    moved = shutil.copy(SAMPLE_MODEL, tmp_path / "moved-here.model")
+    characters = stats_json(seqs, "--tokenizer", str(moved))["totals"]["characters"]
+    assert characters == expected_counts(sp)["all"]["characters"]
+    other = tmp_path / "other.model"
+    other.write_bytes(SAMPLE_MODEL.read_bytes() + b"\0")
+    result = invoke("stats", str(seqs), "--tokenizer", str(other))
+    assert result.exit_code == 2 and "not the tokenizer these shards were made with" in result.output
+
+
+def test_plot(prepared: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    for kind in ("documents", "sequences"):
+        png = tmp_path / f"{kind}.png"
+        result = invoke("stats", str(prepared[kind]), "--plot", str(png))
+        assert result.exit_code == 0, result.output
+        assert png.stat().st_size > 20_000
+        image = imread(png)
+        assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 600
+        colours = np.unique(image.reshape(-1, image.shape[2]).round(2), axis=0)
+        assert len(colours) > 50  # not a blank canvas: bars in several colours, text, axes
+
+
+def test_plot_without_matplotlib(prepared: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    result = invoke("stats", str(prepared["documents"]), "--plot", str(tmp_path / "x.png"))
+    assert result.exit_code == 2
+    assert "needs matplotlib" in result.output and "wwm-prep[plot]" in result.output
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_user_mistakes(prepared: dict[str, Path], tmp_path: Path) -> None:
+    result = invoke("stats", str(tmp_path))
+    assert result.exit_code == 2 and "no shards" in result.output
+    result = invoke("stats", str(prepared["root"]))
+    assert result.exit_code == 2 and "documents" in result.output and "sequences" in result.output
+    mixed = tmp_path / "mixed"
+    shutil.copytree(prepared["documents"], mixed)
+    shutil.copy(next(prepared["sequences"].glob("*.arrow")), mixed)
+    result = invoke("stats", str(mixed))
+    assert result.exit_code == 2 and "must all be document or all sequence shards" in result.output

@@ -1,0 +1,353 @@
+"""`wwm-prep inspect`: one row of a document or sequence shard, shown as text with its word groups marked.
+
+Each whole-word group is decoded on its own (its pieces' bytes joined, so the byte pieces of one character stay
+together) and groups are separated by `|`: `東北|大学|の|研究|者`. Whitespace is made visible. Sequence rows are
+shown piece by piece, each between its `<CLS>` and `<SEP>` with its provenance. With `--mask`, the collator
+masks the row and the groups it chose are shown in brackets (and coloured in a terminal), with what each of
+their tokens became.
+
+(Not `inspect.py`: that name would shadow the standard library's module.)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pyarrow as pa
+
+from wwm_prep.errors import WwmPrepError
+from wwm_prep.shards import read_batches
+from wwm_prep.stats import ShardSet, open_shards, piece_tables, resolve_tokenizer
+from wwm_prep.tokenizer import SPACE_MARK, Tokenizer
+
+DEFAULT_MAX_TOKENS = 1024
+SEPARATOR = "|"
+# How characters that would be invisible (or read as markup) are shown.
+VISIBLE = {" ": "␣", "\u3000": "⎵", "\t": "⇥", "\n": "⏎\n", "\r": "␍", SEPARATOR: "¦"}
+LEGEND = ("word groups are separated by |; ␣ space, ⎵ ideographic space (U+3000), ⏎ newline, ⇥ tab, "
+          "␍ carriage return; a | of the text shows as ¦")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
+_PIECE = re.compile(r"^(?P<subset>[^:]*):(?P<source>.*):(?P<line>\d+):(?P<k>\d+)/(?P<n>\d+)(?:@(?P<copy>\d+))?$")
+
+STYLE_SEPARATOR = {"dim": True}
+STYLE_MARK = {"fg": "bright_black"}
+STYLE_SPECIAL = {"fg": "cyan"}
+STYLE_MASKED = {"fg": "black", "bg": "yellow", "bold": True}
+STYLE_HEADER = {"bold": True}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a shard, and where it lies."""
+
+    kind: str
+    index: int
+    total: int | None
+    shard: Path
+    shard_row: int
+    input_ids: np.ndarray
+    word_starts: np.ndarray
+    columns: dict[str, Any]  # the row's other columns, as Python values
+
+
+def read_row(shards: ShardSet, index: int) -> Row:
+    """Row `index`, counting across the shards in file-name order (the order `datasets` and `stats` read them)."""
+    if index < 0:
+        raise WwmPrepError(f"--row must be ≥ 0, not {index}")
+    known = shards.shard_rows() or {}
+    total = sum(known[p.name] for p in shards.paths) if all(p.name in known for p in shards.paths) else None
+    if total is not None and index >= total:
+        raise WwmPrepError(f"--row {index} is out of range: {shards.dir} holds {total:,} rows (0–{total - 1:,})")
+    at = index
+    seen = 0
+    for path in shards.paths:
+        if path.name in known and at >= known[path.name]:  # skip the shard without reading it
+            at -= known[path.name]
+            seen += known[path.name]
+            continue
+        for batch in read_batches(path, shards.schema):
+            if at < batch.num_rows:
+                return _row(shards.kind, index, total, path, batch, at, index - seen - at)
+            at -= batch.num_rows
+            seen += batch.num_rows
+    raise WwmPrepError(f"--row {index} is out of range: {shards.dir} holds {seen:,} rows (0–{seen - 1:,})")
+
+
+def _row(kind: str, index: int, total: int | None, path: Path, batch: pa.RecordBatch, i: int, before: int) -> Row:
+    one = batch.slice(i, 1)
+    ids = one.column("input_ids").flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    ws = one.column("word_starts").flatten().to_numpy(zero_copy_only=False).astype(np.uint8)
+    columns = {name: one.column(name)[0].as_py() for name in one.schema.names
+               if name not in ("input_ids", "word_starts")}
+    return Row(kind, index, total, path, before + i, ids, ws, columns)
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+
+
+class Decoder:
+    """Text of runs of tokens, from the pieces' bytes (byte pieces joined before UTF-8 decoding)."""
+
+    def __init__(self, tok: Tokenizer):
+        self.tok = tok
+        self.sp = tok.sp
+        self.dummy_prefix = piece_tables(tok).dummy_prefix
+
+    def token_bytes(self, ids: Sequence[int]) -> list[bytes]:
+        out = []
+        for i, piece in zip(ids, self.sp.id_to_piece([int(i) for i in ids])):
+            if self.sp.is_byte(int(i)):
+                out.append(bytes([int(piece[3:5], 16)]))
+            else:
+                out.append(piece.replace(SPACE_MARK, " ").encode("utf-8"))
+        return out
+
+    def text(self, parts: Sequence[bytes]) -> str:
+        return b"".join(parts).decode("utf-8", errors="backslashreplace")
+
+    def piece(self, token: int) -> str:
+        """A token as a piece name, for tables: byte pieces as <0xE3>, spaces visible."""
+        piece = self.sp.id_to_piece(int(token))
+        return piece if self.sp.is_byte(int(token)) else visible(piece.replace(SPACE_MARK, " "), breaks=False)
+
+
+def visible(text: str, style: bool = False, breaks: bool = True) -> str:
+    """Whitespace and control characters made visible (optionally styled, for text outside a masked group);
+    a newline shows as ⏎ followed by a line break, or without one (`breaks=False`, for one-line tables)."""
+    out = []
+    for ch in text:
+        mark = VISIBLE.get(ch)
+        if mark is not None and not breaks:
+            mark = mark.rstrip("\n")
+        if mark is None and _CONTROL.match(ch):
+            mark = f"<U+{ord(ch):04X}>"
+        if mark is None:
+            out.append(ch)
+        elif style and ch != SEPARATOR:
+            out.append(click.style(mark.rstrip("\n"), **STYLE_MARK) + ("\n" if mark.endswith("\n") else ""))
+        else:
+            out.append(mark)
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------- masking
+
+
+@dataclass(frozen=True)
+class Masking:
+    seed: int
+    chosen: np.ndarray  # bool[row length]: positions the collator picked (labels != -100)
+    became: np.ndarray  # int64[row length]: the ids after masking
+    mask_id: int
+    maskable: int
+    mlm_probability: float
+
+
+def mask_row(row: Row, tok: Tokenizer, seed: int) -> Masking:
+    """What the collator does to this row: seed `seed`, epoch 0, worker 0, and the row's index as its place in
+    the stream (as in an unshuffled first epoch read by one worker)."""
+    from wwm_prep.collator import IGNORE_INDEX, WholeWordMaskCollator
+
+    collator = WholeWordMaskCollator(tok.sp, seed=seed, pad_to_multiple_of=None)
+    features: dict[str, Any] = {"input_ids": row.input_ids, "word_starts": row.word_starts}
+    if row.kind == "sequences":
+        features["doc_lengths"] = np.asarray(row.columns["doc_lengths"], dtype=np.int64)
+    out = collator.collate([features], epoch=0, worker=0, first_row=row.index)
+    n = len(row.input_ids)
+    labels = out["labels"][0, :n]
+    content = np.ones(n, dtype=bool)
+    if row.kind == "sequences":
+        content = _content(row)
+    maskable = int(np.count_nonzero(content & ~np.isin(row.input_ids, collator.special_ids)))
+    return Masking(seed, labels != IGNORE_INDEX, out["input_ids"][0, :n].copy(), collator.mask_id, maskable,
+                   collator.mlm_probability)
+
+
+def _content(row: Row) -> np.ndarray:
+    sizes = np.asarray(row.columns["doc_lengths"], dtype=np.int64)
+    first = np.cumsum(sizes) - sizes
+    content = np.zeros(len(row.input_ids), dtype=bool)
+    for f, s in zip(first.tolist(), sizes.tolist()):
+        content[f + 1 : f + s - 1] = True
+    return content
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True)
+class Group:
+    start: int  # position in the row
+    end: int
+    text: str  # decoded, raw (not yet made visible)
+
+
+class Renderer:
+    def __init__(self, row: Row, decoder: Decoder, masking: Masking | None, max_tokens: int):
+        self.row = row
+        self.decoder = decoder
+        self.masking = masking
+        self.limit = max_tokens if max_tokens > 0 else len(row.input_ids)
+        self.shown = 0  # tokens rendered so far
+        self.masked_groups: list[Group] = []
+
+    def span(self, start: int, end: int, document_start: bool) -> tuple[str, bool]:
+        """Text of the content tokens [start, end) with its groups marked; False if cut short by --max-tokens."""
+        ids = self.row.input_ids[start:end]
+        parts = self.decoder.token_bytes(ids.tolist())
+        if document_start and self.decoder.dummy_prefix and parts and parts[0].startswith(b" "):
+            parts[0] = parts[0][1:]  # the space SentencePiece puts before every text
+        starts = np.flatnonzero(self.row.word_starts[start:end])
+        starts = np.union1d(starts, [0]) if end > start else starts
+        bounds = np.append(starts, end - start)
+        out: list[str] = []
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            if self.shown >= self.limit:
+                return "".join(out), False
+            out.append(self.group(start, a, b, parts))
+            self.shown += b - a
+        return "".join(out), True
+
+    def group(self, offset: int, a: int, b: int, parts: list[bytes]) -> str:
+        sep = click.style(SEPARATOR, **STYLE_SEPARATOR) if a > 0 else ""
+        if self.masking is None:
+            return sep + visible(self.decoder.text(parts[a:b]), style=True)
+        chosen = self.masking.chosen[offset + a : offset + b]
+        # runs of chosen / not chosen tokens (a group is chosen whole; runs differ only around an <unk>)
+        cuts = np.flatnonzero(np.diff(chosen.astype(np.int8))) + 1
+        out = [sep]
+        for x, y in zip([0, *cuts.tolist()], [*cuts.tolist(), b - a]):
+            text = self.decoder.text(parts[a + x : a + y])
+            if chosen[x]:
+                self.masked_groups.append(Group(offset + a + x, offset + a + y, text))
+                out.append(click.style(f"[{visible(text)}]", **STYLE_MASKED))
+            else:
+                out.append(visible(text, style=True))
+        return "".join(out)
+
+
+def _special(name: str) -> str:
+    return click.style(name, **STYLE_SPECIAL)
+
+
+def _piece_label(source: str) -> str:
+    m = _PIECE.match(source)
+    if m is None:
+        return source
+    k, n = int(m["k"]), int(m["n"])
+    what = "whole document" if n == 1 else f"part {k} of {n} of a cut document"
+    copy = f", repeat {m['copy']} (subset weight)" if m["copy"] else ""
+    return f"{source}  ({what}{copy})"
+
+
+def render(row: Row, tok: Tokenizer, tokenizer_line: str, *, masking: Masking | None = None,
+           max_tokens: int = DEFAULT_MAX_TOKENS) -> str:
+    """The row as text (styled with click.style: `click.echo` strips the styles where they do not belong)."""
+    decoder = Decoder(tok)
+    r = Renderer(row, decoder, masking, max_tokens)
+    n = len(row.input_ids)
+    where = f"row {row.index:,}" + (f" of {row.total:,}" if row.total is not None else "")
+    lines = [click.style(f"{where} · {row.kind} · {row.shard.name}, row {row.shard_row:,}", **STYLE_HEADER)]
+    more = ""
+    if row.kind == "documents":
+        c = row.columns
+        groups = int(np.count_nonzero(row.word_starts))
+        lines += [
+            f"document   {c['subset']}  {c['source']}, line {c['line']:,}",
+            f"size       {n:,} tokens · {groups:,} word groups · {c['num_chars']:,} characters · "
+            f"{c['num_words']:,} words",
+            f"tokenizer  {tokenizer_line}",
+            LEGEND,
+            "",
+        ]
+        text, complete = r.span(0, n, document_start=True)
+        lines.append(text)
+        if not complete:
+            more = f"… {n - r.shown:,} more tokens not shown (--max-tokens; 0 shows all)"
+    else:
+        sizes = [int(s) for s in row.columns["doc_lengths"]]
+        sources = row.columns["doc_sources"]
+        fill = sum(sizes)
+        pad = n - fill
+        lines += [
+            f"size       {n:,} tokens: {len(sizes)} piece{'s' * (len(sizes) != 1)}, {fill - 2 * len(sizes):,} document "
+            f"tokens, {2 * len(sizes)} <CLS>/<SEP>, {pad:,} <PAD> ({100 * fill / max(n, 1):.1f} % not padding)",
+            f"tokenizer  {tokenizer_line}",
+            LEGEND,
+        ]
+        first = 0
+        hidden = []
+        for k, (size, source) in enumerate(zip(sizes, sources), start=1):
+            header = (f"piece {k} of {len(sizes)} · positions {first:,}–{first + size - 1:,} · "
+                      f"{size - 2:,} tokens · {_piece_label(source)}")
+            if r.shown >= r.limit:
+                hidden.append(header)
+            else:
+                m = _PIECE.match(source)
+                text, complete = r.span(first + 1, first + size - 1, document_start=m is None or m["k"] == "1")
+                lines += ["", click.style(header, **STYLE_HEADER),
+                          _special("<CLS>") + text + (_special("<SEP>") if complete else " …")]
+            first += size
+        if hidden:
+            lines += ["", f"… not shown (--max-tokens; 0 shows all): {len(hidden)} more piece(s)"]
+            lines += [f"  {h}" for h in hidden]
+        if pad:
+            lines += ["", _special(f"<PAD> × {pad:,}") + f"  (positions {fill:,}–{n - 1:,})"]
+    if more:
+        lines.append(more)
+    if masking is not None:
+        lines += ["", *_mask_table(row, decoder, masking, r)]
+    return "\n".join(lines)
+
+
+def _mask_table(row: Row, decoder: Decoder, masking: Masking, r: Renderer) -> list[str]:
+    chosen = np.flatnonzero(masking.chosen)
+    became = masking.became[chosen]
+    labels = row.input_ids[chosen]
+    n_mask = int(np.count_nonzero(became == masking.mask_id))
+    n_kept = int(np.count_nonzero(became == labels))
+    n_random = len(chosen) - n_mask - n_kept
+    previous = np.concatenate([[False], masking.chosen[:-1]])
+    all_groups = int(np.count_nonzero(masking.chosen & (row.word_starts.astype(bool) | ~previous)))
+    lines = [
+        click.style(f"masking: the collator with seed {masking.seed}, epoch 0, this row as row {row.index:,} of the "
+                    "stream (an unshuffled first epoch, one worker)", **STYLE_HEADER),
+        f"  {len(chosen):,} of {masking.maskable:,} maskable tokens chosen "
+        f"({100 * len(chosen) / max(masking.maskable, 1):.1f} %; mlm_probability {masking.mlm_probability}) in "
+        f"{all_groups:,} groups: {n_mask:,} → <MASK>, {n_random:,} → a random token, {n_kept:,} kept",
+        "  positions  group  →  each token: label piece → what it became",
+    ]
+    for g in r.masked_groups:
+        outcomes = []
+        for pos in range(g.start, g.end):
+            label, new = int(row.input_ids[pos]), int(masking.became[pos])
+            if new == masking.mask_id:
+                what = click.style("<MASK>", **STYLE_SPECIAL)
+            elif new == label:
+                what = "kept"
+            else:
+                what = f"random {decoder.piece(new)}"
+            outcomes.append(f"{decoder.piece(label)}→{what}")
+        span = f"{g.start}" if g.end - g.start == 1 else f"{g.start}–{g.end - 1}"
+        marked = click.style("[" + visible(g.text, breaks=False) + "]", **STYLE_MASKED)
+        lines.append(f"  {span:>9}  {marked}  {'  '.join(outcomes)}")
+    hidden = all_groups - len(r.masked_groups)
+    if hidden > 0:
+        lines.append(f"  … {hidden:,} more masked group(s) beyond --max-tokens")
+    return lines
+
+
+def inspect_row(directory: Path, row: int = 0, *, tokenizer: Path | None = None, mask: bool = False, seed: int = 0,
+                max_tokens: int = DEFAULT_MAX_TOKENS) -> str:
+    shards = open_shards(directory)
+    tok, line = resolve_tokenizer(shards, tokenizer, required=True)
+    assert tok is not None
+    the_row = read_row(shards, row)
+    masking = mask_row(the_row, tok, seed) if mask else None
+    return render(the_row, tok, line, masking=masking, max_tokens=max_tokens)
