@@ -15,11 +15,10 @@ import gzip
 import json
 import os
 import tempfile
+import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import sys
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
@@ -31,17 +30,19 @@ from wwm_prep.dictionary import load_dictionary  # noqa: E402
 from wwm_prep.segment import SegmentStage, run_segment  # noqa: E402
 
 
-def status_mib(key: str) -> float:
-    with open("/proc/self/status") as f:
+def status_mib(key: str, path: str = "/proc/self/status") -> float:
+    with open(path) as f:
         return int(next(line.split()[1] for line in f if line.startswith(key))) / 1024
 
 
 class MeasuredStage(SegmentStage):
-    """Adds each worker's process id and peak resident memory to its unit reports."""
+    """Adds each worker's process id, peak resident memory, and proportional set size (shared pages
+    such as the dictionary counted once across the processes sharing them) to its unit reports."""
 
     def run(self, unit: Any) -> dict[str, Any]:
         report = super().run(unit)
         report["pid"], report["peak_mib"] = os.getpid(), status_mib("VmHWM:")
+        report["pss_mib"] = status_mib("Pss:", "/proc/self/smaps_rollup")
         return report
 
 
@@ -80,10 +81,13 @@ def main() -> None:
                                    quiet=True)
             seconds[workers] = time.perf_counter() - start
             peaks: dict[int, float] = {}
+            pss: dict[int, float] = {}
             for unit in manifest["units"].values():
                 peaks[unit["pid"]] = max(peaks.get(unit["pid"], 0.0), unit["peak_mib"])
+                pss[unit["pid"]] = max(pss.get(unit["pid"], 0.0), unit["pss_mib"])
             print(f"{workers} worker(s): {seconds[workers]:.2f} s, {megabytes / seconds[workers]:.2f} MB/s; "
-                  f"peak resident per worker: {', '.join(f'{v:.0f} MiB' for v in peaks.values())}")
+                  f"per worker peak resident {', '.join(f'{v:.0f}' for v in peaks.values())} MiB, "
+                  f"proportional share {', '.join(f'{v:.0f}' for v in pss.values())} MiB")
         digests = [json.loads((Path(tmp) / f"out{w}" / "manifest.json").read_text())["units"] for w in (1, 2)]
         same = all(digests[0][u]["sha256"] == digests[1][u]["sha256"] for u in digests[0])
         print(f"parent peak resident while running: {status_mib('VmHWM:'):.0f} MiB; shards identical: {same}")
