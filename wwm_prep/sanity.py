@@ -75,19 +75,11 @@ class TokenizerFile:
 
 def read_tokenizer_file(path: Path) -> TokenizerFile:
     """A SentencePiece model's size, checksum and special ids (any normalizer: the model only reads ids)."""
-    import sentencepiece as spm
-
     from wwm_prep.shards import sha256_file
-    from wwm_prep.tokenizer import special_ids
+    from wwm_prep.tokenizer import load_sentencepiece, special_ids
 
     path = Path(path)
-    if not path.is_file():
-        raise WwmPrepError(f"tokenizer not found: {path} (give a SentencePiece .model file)")
-    sp = spm.SentencePieceProcessor()
-    try:
-        sp.load(str(path))
-    except (OSError, RuntimeError) as exc:
-        raise WwmPrepError(f"{path}: not a SentencePiece model ({exc})") from exc
+    sp = load_sentencepiece(path)
     return TokenizerFile(path.resolve(), sha256_file(path), int(sp.get_piece_size()), special_ids(sp))
 
 

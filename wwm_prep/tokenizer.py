@@ -79,9 +79,8 @@ def special_ids(sp: spm.SentencePieceProcessor) -> dict[str, int]:
     return ids
 
 
-def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
-    """Load a SentencePiece `.model`; None means the small tokenizer bundled for runs with no download."""
-    model = Path(path) if path is not None else resource(*DEFAULT_TOKENIZER)
+def load_sentencepiece(model: Path) -> spm.SentencePieceProcessor:
+    """A SentencePiece model, or a one-line error naming the file."""
     if not model.is_file():
         raise WwmPrepError(f"tokenizer not found: {model} (give a SentencePiece .model file)")
     sp = spm.SentencePieceProcessor()
@@ -89,6 +88,14 @@ def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
         sp.load(str(model))
     except (OSError, RuntimeError) as exc:
         raise WwmPrepError(f"{model}: not a SentencePiece model ({exc})") from exc
+    return sp
+
+
+def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
+    """Load a SentencePiece `.model` for alignment; None means the small tokenizer bundled for runs with
+    no download."""
+    model = Path(path) if path is not None else resource(*DEFAULT_TOKENIZER)
+    sp = load_sentencepiece(model)
     piece_bytes, whitespace, special, continuation = _piece_tables(sp)
     if not _keeps_text(sp, piece_bytes):
         raise WwmPrepError(
