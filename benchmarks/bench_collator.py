@@ -3,11 +3,13 @@
 
     python benchmarks/bench_collator.py [--repeats 15] [--wwm-repeats 3]
 
-Batches: 8 x 8,192 and 32 x 512 tokens of real packed rows (llm-jp v3.0b1 tokenizer on the ja-sample
-corpus in ../shared, or the bundled sample when ../shared is absent; skipped when neither is there).
-Every collator gets the same rows, as `datasets` hands them with the NumPy format (a list of dicts of
-arrays); the extra columns transformers needs (special_tokens_mask, and offset_mapping for its whole-word
-path, built so that its words are exactly our word groups) are prepared beforehand and not timed.
+Batches: 8 x 8,192 and 32 x 512 tokens of real packed rows: the ja-sample corpus in ../shared (llm-jp v3.0b1
+tokenizer) or, where ../shared is absent, the bundled sample corpus and tokenizer, run through `wwm-prep
+segment` (the bundled tiny-ja dictionary, for speed: the word groups only need to be realistic) and
+`wwm-prep pack` into a temporary directory, then read back with `datasets` in the NumPy format.
+Every collator gets the same rows, as `datasets` hands them over (a list of dicts of arrays); the extra
+columns transformers needs (special_tokens_mask, and offset_mapping for its whole-word path, built so that
+its words are exactly our word groups) are prepared beforehand and not timed.
 Methods are timed round-robin, so a busy machine slows all of them alike; the table shows medians.
 Needs torch and transformers for the comparison (NumPy-only figures are printed without them).
 """
@@ -18,6 +20,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -28,26 +31,61 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.test_collator import build_stand_in_packed_rows  # noqa: E402  (stand-in for `wwm-prep pack` output)
 from wwm_prep import WholeWordMaskCollator  # noqa: E402
 
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 N_SPECIAL = 8
+IGNORE_INDEX = -100
 
 
-def find_data() -> tuple[Path, list[Path], str] | None:
+def find_data() -> tuple[Path, Path, str] | None:
+    """(corpus root, tokenizer model, description), or None."""
     model = SHARED / "tokenizers" / "llm-jp-v3" / "llm-jp-tokenizer-100k.ver3.0b1.model"
-    corpus = [
-        SHARED / "corpora" / "ja-sample" / "ja" / "ja_wiki" / "train_0.jsonl.gz",
-        SHARED / "corpora" / "ja-sample" / "ja" / "ja_cc" / "level0" / "news_0.jsonl.gz",
-    ]
-    if model.exists() and all(p.exists() for p in corpus):
-        return model, corpus, "../shared (llm-jp v3.0b1, ja-sample)"
+    corpus = SHARED / "corpora" / "ja-sample"
+    if model.exists() and corpus.is_dir():
+        return corpus, model, "../shared (llm-jp v3.0b1, ja-sample)"
     models = sorted((REPO / "sample" / "tokenizer").glob("*.model"))
-    files = sorted((REPO / "sample" / "corpus").rglob("*.jsonl.gz"))
-    if models and files:
-        return models[0], files, "bundled sample"
+    if models and (REPO / "sample" / "corpus").is_dir():
+        return REPO / "sample" / "corpus", models[0], "bundled sample"
     return None
+
+
+def packed_rows(corpus: Path, model: Path, shapes: list[tuple[int, int]], work: Path) -> dict[tuple[int, int], list[dict]]:
+    """The first rows of each shape from `segment` + `pack` output, as `datasets` (NumPy format) gives them."""
+    import datasets
+
+    from wwm_prep.pack import run_pack
+    from wwm_prep.segment import run_segment
+
+    datasets.disable_progress_bars()
+    run_segment([str(corpus)], work / "documents", dictionary="tiny-ja", tokenizer=str(model), workers=1, quiet=True)
+    batches = {}
+    for n_rows, seq_len in shapes:
+        out = work / f"sequences-{seq_len}"
+        run_pack(work / "documents", out, seq_len=seq_len, quiet=True)
+        ds = datasets.load_dataset("arrow", data_files=str(out / "*.arrow"), split="train",
+                                   cache_dir=str(work / "hf-cache")).with_format("numpy")
+        batches[(n_rows, seq_len)] = [ds[i] for i in range(min(n_rows, len(ds)))]
+    return batches
+
+
+def partly_masked_groups(rows: list[dict], labels: np.ndarray) -> tuple[int, int]:
+    """(groups partly masked, groups masked at all) of a batch: our groups, judged on another collator's labels."""
+    partly = chosen = 0
+    for row, lab in zip(rows, labels):
+        ids, ws = row["input_ids"], row["word_starts"].astype(bool)
+        maskable = ids >= N_SPECIAL
+        if row.get("doc_lengths") is not None:
+            maskable &= np.arange(ids.shape[0]) < int(np.sum(row["doc_lengths"]))
+        prev = np.r_[False, maskable[:-1]]
+        starts = maskable & (ws | ~prev)
+        group = np.cumsum(starts)[maskable]
+        hit = (lab[: ids.shape[0]] != IGNORE_INDEX)[maskable]
+        size = np.bincount(group)
+        taken = np.bincount(group, weights=hit)
+        chosen += int((taken > 0).sum())
+        partly += int(((taken > 0) & (taken < size)).sum())
+    return partly, chosen
 
 
 def hf_tokenizer(model: Path):
@@ -102,14 +140,18 @@ def main() -> int:
     if data is None:
         print("skipped: neither ../shared (set WWM_PREP_SHARED) nor a bundled sample tokenizer and corpus found")
         return 0
-    model, corpus, source = data
+    with tempfile.TemporaryDirectory(prefix="bench-collator-") as work:  # the shards the rows are read from
+        return run(args, *data, Path(work))
+
+
+def run(args: argparse.Namespace, corpus: Path, model: Path, source: str, work: Path) -> int:
     shapes = [(8, 8192), (32, 512)]
-    batches = {}
-    for n_rows, seq_len in shapes:
-        rows = build_stand_in_packed_rows(model, corpus, seq_len, min_maskable=n_rows * seq_len)
+    t = time.perf_counter()
+    batches = packed_rows(corpus, model, shapes, work)
+    print(f"segment (tiny-ja) + pack of {source}: {time.perf_counter() - t:.1f} s")
+    for (n_rows, seq_len), rows in batches.items():
         if len(rows) < n_rows:
             print(f"note: only {len(rows)} rows of {seq_len} from {source}")
-        batches[(n_rows, seq_len)] = rows[:n_rows]
 
     try:
         import torch
@@ -127,6 +169,7 @@ def main() -> int:
     ours_pt = WholeWordMaskCollator(model, seed=0, return_tensors="pt") if have_hf else None
 
     results: dict[tuple, dict[str, list[float]]] = {}
+    checks: dict[tuple, tuple[int, int]] = {}
     for shape, rows in batches.items():
         methods: dict[str, tuple[Callable[[], object], int]] = {
             "wwm-prep WholeWordMaskCollator (np)": (lambda rows=rows: ours_np(rows), args.repeats),
@@ -161,6 +204,11 @@ def main() -> int:
                         warnings.simplefilter("ignore")
                         times[name].append(timed(fn))
         results[shape] = times
+        if have_hf:  # transformers' whole-word words are our groups: none of them is partly masked
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                labels = np.asarray(hf_wwm_pt(with_offsets)["labels"])
+            checks[shape] = partly_masked_groups(rows, labels)
 
     print(f"\nper-batch time, median (ms) -- data: {source}; numpy {np.__version__}", end="")
     if have_hf:
@@ -184,6 +232,8 @@ def main() -> int:
             ("whole_word_mask (pt) / ours (pt)", "transformers whole_word_mask=True (pt)", "wwm-prep WholeWordMaskCollator (pt)"),
         ):
             print(f"| {label} | " + " | ".join(f"{med[s][theirs] / med[s][ours]:.1f}x" for s in results) + " |")
+        print("\ntransformers whole_word_mask=True, our groups partly masked / masked: "
+              + ", ".join(f"{b} x {s:,}: {p} / {c:,}" for (b, s), (p, c) in checks.items()))
     return 0
 
 

@@ -1,5 +1,6 @@
 """The collator with PyTorch: tensors, a DataLoader with 2 workers, a few optimizer steps of a tiny model,
-and (where transformers is installed) the Hugging Face Trainer. Skipped cleanly where torch is absent."""
+and (where transformers is installed) the Hugging Face Trainer, on hand-made rows and on real `wwm-prep pack`
+shards read with `datasets`. Skipped cleanly where torch is absent."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.test_collator import IGNORE_INDEX, N_SPECIAL, check_batch, make_packed_row  # noqa: E402
+from tests.test_collator import (  # noqa: E402
+    IGNORE_INDEX,
+    N_SPECIAL,
+    check_batch,
+    ja_sequences,  # noqa: F401  (a fixture: ja-sample through segment and pack, once per session)
+    load_packed,
+    make_packed_row,
+)
 from wwm_prep import WholeWordMaskCollator  # noqa: E402
 
 VOCAB = 300
@@ -150,3 +158,35 @@ def test_hugging_face_trainer(tmp_path):
     logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(logged) == 6 and all(math.isfinite(x) for x in logged)
     assert collator.epoch == 1  # the callback moved the collator to the second epoch (4 batches per epoch)
+
+
+@pytest.mark.shared
+def test_hugging_face_trainer_on_packed_shards(ja_sequences, llm_jp_tokenizer_path, tmp_path):  # noqa: F811
+    """docs/collator.md's recipe as written: real 512-token pack output opened with `datasets` (NumPy format,
+    the doc_sources column included), the llm-jp tokenizer, remove_unused_columns=False, a tiny BERT."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    ds = load_packed(ja_sequences[512], tmp_path / "hf-cache").select(range(64))
+    collator = WholeWordMaskCollator(llm_jp_tokenizer_path, seed=3, return_tensors="pt")
+    seen: list[dict] = []
+
+    def collate(rows):  # noqa: ANN001, ANN202
+        out = collator(rows)
+        seen.append({"rows": rows, "out": {k: np.asarray(v) for k, v in out.items()}})
+        return out
+
+    model = transformers.BertForMaskedLM(transformers.BertConfig(
+        vocab_size=collator.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512, pad_token_id=collator.pad_id))
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-3,
+        remove_unused_columns=False, report_to=[], use_cpu=True, logging_steps=1, save_strategy="no",
+        dataloader_num_workers=0)
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=ds, data_collator=collate,
+                                   callbacks=[collator.trainer_callback()])
+    assert math.isfinite(trainer.train().training_loss)
+    assert len(seen) >= 3  # (the Trainer may fetch a batch ahead)
+    for batch in seen:
+        assert {"doc_lengths", "doc_sources"} <= set(batch["rows"][0])  # the Trainer kept the columns
+        check_batch(batch["rows"], batch["out"], collator)
+        assert batch["out"]["input_ids"].shape == (2, 512) and (batch["out"]["labels"] != IGNORE_INDEX).any()

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WholeWordMaskCollator", "LLMJP_V3_SPECIALS"]
+__all__ = ["WholeWordMaskCollator", "LLMJP_V3_SPECIALS", "varlen_positions"]
 
 #: Special ids of the llm-jp v3 tokenizer (v3.0b1 / v3.1) and its vocabulary size (v3.0b1), used when the
 #: collator is built without a tokenizer: 0 <unk>, 1 <s>, 2 </s>, 3 <MASK>, 4 <PAD>, 5 <CLS>, 6 <SEP>, 7 <EOD>.
@@ -176,6 +176,57 @@ def select_groups(sizes: np.ndarray, units: np.ndarray, budget: np.ndarray, rule
     take = np.zeros(len(sizes), dtype=bool)
     take[_select_sorted(sizes, counts, budget, rule)] = True
     return take
+
+
+def _segments(lengths: np.ndarray, counts: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segments of packed rows in the flattened ``rows × seq_len`` batch: each row's pieces, then its padding tail.
+
+    ``lengths`` are the pieces' lengths, row after row, ``counts[r]`` how many belong to row r. Returns the
+    segment bounds (int64 [S + 1], ``bounds[-1] == rows * seq_len``; empty pieces and empty tails are no
+    segments), the ``position_ids`` of the flattened batch (restarting at every segment) and each row's fill.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
+    n_rows = counts.shape[0]
+    fill = np.bincount(np.repeat(np.arange(n_rows), counts), weights=lengths, minlength=n_rows).astype(np.int64)
+    segments = np.empty(lengths.shape[0] + n_rows, dtype=np.int64)
+    tails = np.cumsum(counts) + np.arange(n_rows)
+    is_tail = np.zeros(segments.shape[0], dtype=bool)
+    is_tail[tails] = True
+    segments[tails] = seq_len - fill
+    segments[~is_tail] = lengths
+    segments = segments[segments > 0]
+    bounds = np.zeros(segments.shape[0] + 1, dtype=np.int64)
+    np.cumsum(segments, out=bounds[1:])
+    position_ids = np.arange(n_rows * seq_len, dtype=np.int64)
+    position_ids -= np.repeat(bounds[:-1], segments)
+    return bounds, position_ids, fill
+
+
+def varlen_positions(doc_lengths: Any, seq_len: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``position_ids`` (rows × seq_len), ``cu_seqlens`` and ``max_seqlen`` of packed rows, from their ``doc_lengths``.
+
+    The values the collator returns for the same rows, without masking anything: positions restart at every
+    piece and at each row's padding tail, which is a segment of its own, so ``cu_seqlens`` covers the whole
+    flattened batch (``cu_seqlens[-1] == rows * seq_len``) as FlashAttention's varlen kernels expect.
+    ``doc_lengths`` is one sequence of piece lengths per row (lists, arrays, or a pyarrow list column).
+    """
+    if hasattr(doc_lengths, "combine_chunks"):  # a pyarrow ChunkedArray (duck-typed: pyarrow is never imported)
+        doc_lengths = doc_lengths.combine_chunks()
+    if hasattr(doc_lengths, "offsets") and hasattr(doc_lengths, "flatten"):  # a pyarrow ListArray
+        offsets = np.asarray(doc_lengths.offsets.to_numpy(), dtype=np.int64)
+        lengths = np.asarray(doc_lengths.flatten().to_numpy(zero_copy_only=False), dtype=np.int64)
+        counts = np.diff(offsets)
+    else:
+        parts = [_as_array(d).reshape(-1).astype(np.int64) for d in doc_lengths]
+        counts = np.fromiter((p.shape[0] for p in parts), dtype=np.int64, count=len(parts))
+        lengths = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    n_rows = counts.shape[0]
+    fill = np.bincount(np.repeat(np.arange(n_rows), counts), weights=lengths, minlength=n_rows)
+    if (lengths < 0).any() or (fill > seq_len).any():
+        raise ValueError(f"doc_lengths must be >= 0 and sum to at most seq_len ({seq_len}) in every row")
+    bounds, position_ids, _ = _segments(lengths, counts, seq_len)
+    return position_ids.reshape(n_rows, seq_len), bounds.astype(np.int32), int(np.diff(bounds).max(initial=0))
 
 
 def _current_worker() -> int:
@@ -466,8 +517,7 @@ class WholeWordMaskCollator:
             if (flat < 0).any() or (sums > lengths).any():
                 bad = int(np.flatnonzero(sums > lengths)[0]) if (sums > lengths).any() else 0
                 raise ValueError(f"doc_lengths of row {bad} are negative or do not fit in its {int(lengths[bad])} tokens")
-            keep = flat > 0
-            doc_lengths = (flat[keep], row_of[keep])
+            doc_lengths = (flat, counts)
         return ids, ws, lengths, doc_lengths
 
     # ------------------------------------------------------------------ masking
@@ -488,14 +538,9 @@ class WholeWordMaskCollator:
 
         # Content (attention) and segments (packed pieces, then each row's padding tail).
         if packed:
-            # doc_lengths: (piece lengths, row of each piece), pieces in row order.
-            d, row_of = doc_lengths
-            content = np.bincount(row_of, weights=d, minlength=n_rows).astype(np.int64)
-            cs = np.cumsum(d)
-            before_row = np.cumsum(content) - content
-            doc_starts = row_of * length + (cs - d - before_row[row_of])
-            tails = np.flatnonzero(content < length)  # each row's padding tail is a segment of its own
-            seg_starts = np.sort(np.concatenate([doc_starts, tails * length + content[tails]]))
+            # doc_lengths: (piece lengths, number of pieces of each row), pieces in row order.
+            bounds, position_ids, content = _segments(*doc_lengths, length)
+            seg_starts = bounds[:-1]
         else:
             content = lengths
         valid = np.arange(length)[None, :] < content[:, None]
@@ -595,14 +640,8 @@ class WholeWordMaskCollator:
             "attention_mask": attention.astype(np.int64),
         }
         if packed:
-            bounds = np.empty(seg_starts.shape[0] + 1, dtype=np.int64)
-            bounds[:-1] = seg_starts
-            bounds[-1] = total
-            seg_len = np.diff(bounds)
-            position_ids = np.arange(total, dtype=np.int64)
-            position_ids -= np.repeat(seg_starts, seg_len)
             out["position_ids"] = position_ids.reshape(n_rows, length)
             if self.return_varlen:
                 out["cu_seqlens"] = bounds.astype(np.int32)
-                out["max_seqlen"] = int(seg_len.max())
+                out["max_seqlen"] = int(np.diff(bounds).max())
         return out
