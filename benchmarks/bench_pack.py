@@ -29,10 +29,6 @@ from wwm_prep.pack import run_pack  # noqa: E402
 from wwm_prep.segment import run_segment  # noqa: E402
 
 
-def quiet(_: str) -> None:
-    pass
-
-
 # The child reports its own high-water mark: VmHWM starts afresh at exec, whereas ru_maxrss (getrusage,
 # wait4) keeps the resident size of the forked parent from before the exec, i.e. this benchmark's.
 HIGH_WATER = "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')).split()[1])\n"
@@ -65,7 +61,7 @@ def main() -> None:
         segment_seconds = []
         for i in range(args.repeats):
             manifest = run_segment([str(corpus)], root / f"docs{i}", dictionary=args.dict,
-                                   tokenizer=str(args.tokenizer) if args.tokenizer else None, log=quiet)
+                                   tokenizer=str(args.tokenizer) if args.tokenizer else None, quiet=True)
             segment_seconds.append(sum(u["seconds"] for u in manifest["units"].values()))
         docs = root / "docs0"
         tokens = manifest["totals"]["tokens"]
@@ -75,7 +71,7 @@ def main() -> None:
         pack_seconds = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            run_pack(docs, root / "seq", seq_len=8192, log=quiet)
+            run_pack(docs, root / "seq", seq_len=8192, quiet=True)
             pack_seconds.append(time.perf_counter() - start)
         seg_rate, pack_rate = tokens / min(segment_seconds), tokens / min(pack_seconds)
         print(f"segment  {min(segment_seconds):7.3f} s  {seg_rate / 1e6:7.2f} M tokens/s  (per-file work only)")
@@ -102,7 +98,7 @@ def main() -> None:
             figures = []
             for strategy in ("best-fit", "greedy"):
                 totals = run_pack(docs, root / f"eff-{seq_len}-{strategy}", seq_len=seq_len, strategy=strategy,
-                                  log=quiet)["totals"]
+                                  quiet=True)["totals"]
                 figures.append(f"{strategy} {100 * totals['efficiency']:.2f} % ({totals['rows']:,} rows)")
             print(f"  {seq_len}: " + ", ".join(figures) + f"; {totals['pieces']:,} pieces, "
                   f"{totals['cut_documents']:,} documents cut, {totals['group_splits']} groups split")

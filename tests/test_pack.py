@@ -14,7 +14,6 @@ import pytest
 from click.testing import CliRunner
 
 from wwm_prep import cli
-from wwm_prep.collator import WholeWordMaskCollator
 from wwm_prep.errors import WwmPrepError
 from wwm_prep.pack import (
     DEFAULT_SHARD_ROWS,
@@ -26,7 +25,6 @@ from wwm_prep.pack import (
     load_sentence_ends,
     parse_subset_weights,
     run_pack,
-    varlen_positions,
 )
 from wwm_prep.segment import run_segment
 from wwm_prep.shards import ShardWriter, load_schema, read_batches, sha256_file, write_json_atomic
@@ -34,7 +32,6 @@ from wwm_prep.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_MODEL = REPO.joinpath(*DEFAULT_TOKENIZER)
-quiet: Callable[[str], None] = lambda msg: None  # noqa: E731
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -177,7 +174,7 @@ def doc(n: int, plain: int, ws: list[int] | None = None) -> tuple[list[int], lis
 def ja_docs(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_jp_tokenizer_path: Path) -> Path:
     """ja-sample segmented once with the real llm-jp tokenizer (the small bundled dictionary: pack does not care)."""
     out = tmp_path_factory.mktemp("ja-docs")
-    run_segment([str(ja_sample)], out, dictionary="tiny-ja", tokenizer=str(llm_jp_tokenizer_path), log=quiet)
+    run_segment([str(ja_sample)], out, dictionary="tiny-ja", tokenizer=str(llm_jp_tokenizer_path), quiet=True)
     return out
 
 
@@ -190,7 +187,7 @@ def ja_pack(tmp_path_factory: pytest.TempPathFactory, ja_docs: Path) -> Callable
         key = (seq_len, strategy, *sorted(options.items()))
         if key not in done:
             done[key] = tmp_path_factory.mktemp(f"ja-seq-{seq_len}-{strategy}")
-            run_pack(ja_docs, done[key], seq_len=seq_len, strategy=strategy, log=quiet, **options)
+            run_pack(ja_docs, done[key], seq_len=seq_len, strategy=strategy, quiet=True, **options)
         return done[key]
 
     return pack
@@ -222,8 +219,8 @@ def test_best_fit_fills_99_percent(ja_pack, seq_len: int) -> None:
 @pytest.mark.shared
 def test_same_inputs_and_seed_give_identical_shards(ja_docs: Path, ja_pack, tmp_path: Path) -> None:
     first = ja_pack(4096, shard_rows=500)
-    run_pack(ja_docs, tmp_path / "again", seq_len=4096, shard_rows=500, log=quiet)
-    run_pack(ja_docs, tmp_path / "seed1", seq_len=4096, shard_rows=500, seed=1, log=quiet)
+    run_pack(ja_docs, tmp_path / "again", seq_len=4096, shard_rows=500, quiet=True)
+    run_pack(ja_docs, tmp_path / "seed1", seq_len=4096, shard_rows=500, seed=1, quiet=True)
     names = sorted(p.name for p in first.glob("*.arrow"))
     assert len(names) == 3 and names == sorted(p.name for p in (tmp_path / "again").glob("*.arrow"))
     for name in names:
@@ -243,7 +240,8 @@ def test_every_shard_mixes_subsets(ja_pack) -> None:
 
 
 @pytest.mark.shared
-def test_datasets_reads_the_shards_and_varlen_matches_collator(ja_pack, tmp_path: Path) -> None:
+def test_datasets_reads_the_shards(ja_pack, tmp_path: Path) -> None:
+    """(The collator and `varlen_positions` on these rows are tested in test_collator.py.)"""
     import datasets
 
     out = ja_pack(8192)
@@ -251,13 +249,6 @@ def test_datasets_reads_the_shards_and_varlen_matches_collator(ja_pack, tmp_path
     manifest = json.loads((out / "manifest.json").read_text())
     assert ds.num_rows == manifest["totals"]["rows"]
     assert list(ds.features) == ["input_ids", "word_starts", "doc_lengths", "doc_sources"]
-    rows = ds.select(range(8)).to_list()
-    collated = WholeWordMaskCollator(return_varlen=True).collate(rows)
-    for source in ([r["doc_lengths"] for r in rows], ds.data.column("doc_lengths").slice(0, 8)):
-        positions, cu_seqlens, max_seqlen = varlen_positions(source, 8192)
-        assert np.array_equal(positions, collated["position_ids"])
-        assert np.array_equal(cu_seqlens, collated["cu_seqlens"])
-        assert max_seqlen == collated["max_seqlen"]
 
 
 # ---------------------------------------------------------------------------------------------- cutting
@@ -282,7 +273,7 @@ def test_cut_prefers_a_close_sentence_end(tmp_path: Path, plain: int) -> None:
     line[0][1010] = newline  # a newline starts the group it joins (as segment makes it): cut before it
     line[1][1011] = 0
     docs = write_documents(tmp_path / "docs", {"ja_wiki": [near, far, line]})
-    manifest = run_pack(docs, tmp_path / "out", seq_len=1024, log=quiet)
+    manifest = run_pack(docs, tmp_path / "out", seq_len=1024, quiet=True)
     source = "ja/ja_wiki/train_0.jsonl.gz"
     assert pieces_of(tmp_path / "out") == {
         ("ja_wiki", source, 1, 0): [1000, 500], ("ja_wiki", source, 2, 0): [1022, 478],
@@ -294,36 +285,36 @@ def test_cut_prefers_a_close_sentence_end(tmp_path: Path, plain: int) -> None:
 def test_cut_only_at_group_starts(tmp_path: Path, plain: int) -> None:
     ws = [1 if i % 50 == 0 else 0 for i in range(300)]  # groups of 50 tokens
     docs = write_documents(tmp_path / "docs", {"kaken": [doc(300, plain, ws)]})
-    run_pack(docs, tmp_path / "out", seq_len=128, log=quiet)
+    run_pack(docs, tmp_path / "out", seq_len=128, quiet=True)
     assert list(pieces_of(tmp_path / "out").values()) == [[100, 100, 100]]
     check_conservation(docs, tmp_path / "out")
 
 
 def test_a_group_longer_than_a_row_is_split_and_counted(tmp_path: Path, plain: int) -> None:
     docs = write_documents(tmp_path / "docs", {"ja_cc": [doc(150, plain, [1] + [0] * 149), doc(10, plain)]})
-    manifest = run_pack(docs, tmp_path / "out", seq_len=64, log=quiet)
+    manifest = run_pack(docs, tmp_path / "out", seq_len=64, quiet=True)
     assert manifest["totals"]["group_splits"] == 2
     assert sorted(pieces_of(tmp_path / "out").values()) == [[10], [62, 62, 26]]
     check_conservation(docs, tmp_path / "out")  # every piece still starts a group in its row
 
 
-def test_without_the_tokenizer_model_cuts_at_group_edges_and_says_so(tmp_path: Path, plain: int) -> None:
+def test_without_the_tokenizer_model_cuts_at_group_edges_and_says_so(tmp_path: Path, plain: int,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     near = doc(1500, plain)
     near[0][999] = load_tokenizer(SAMPLE_MODEL).sp.piece_to_id("。")
     docs = write_documents(tmp_path / "docs", {"ja_wiki": [near]}, tokenizer_path=str(tmp_path / "moved.model"))
-    messages: list[str] = []
-    manifest = run_pack(docs, tmp_path / "out", seq_len=1024, log=messages.append)
-    assert manifest["config"]["sentence_ends"]["used"] is False and "group edges only" in messages[0]
+    manifest = run_pack(docs, tmp_path / "out", seq_len=1024, quiet=True)
+    assert manifest["config"]["sentence_ends"]["used"] is False and "group edges only" in capsys.readouterr().err
     assert list(pieces_of(tmp_path / "out").values()) == [[1022, 478]]
-    manifest = run_pack(docs, tmp_path / "out", seq_len=1024, tokenizer=SAMPLE_MODEL, log=quiet)
+    manifest = run_pack(docs, tmp_path / "out", seq_len=1024, tokenizer=SAMPLE_MODEL, quiet=True)
     assert manifest["config"]["sentence_ends"]["used"] is True
     assert list(pieces_of(tmp_path / "out").values()) == [[1000, 500]]
     other = tmp_path / "other.model"
     other.write_bytes(b"not the model")
     with pytest.raises(WwmPrepError, match="not the tokenizer the documents were segmented with"):
-        run_pack(docs, tmp_path / "out", seq_len=1024, tokenizer=other, log=quiet)
+        run_pack(docs, tmp_path / "out", seq_len=1024, tokenizer=other, quiet=True)
     with pytest.raises(WwmPrepError, match="tokenizer not found"):
-        run_pack(docs, tmp_path / "out", seq_len=1024, tokenizer=tmp_path / "nowhere.model", log=quiet)
+        run_pack(docs, tmp_path / "out", seq_len=1024, tokenizer=tmp_path / "nowhere.model", quiet=True)
 
 
 # ---------------------------------------------------------------------------------------------- packing
@@ -365,7 +356,7 @@ def test_greedy_keeps_stream_order() -> None:
 def test_subset_weights_repeat_and_subsample(tmp_path: Path, plain: int) -> None:
     docs = write_documents(tmp_path / "docs", {"ja_wiki": [doc(20 + i, plain) for i in range(40)],
                                                "kaken": [doc(30 + i, plain) for i in range(40)]})
-    manifest = run_pack(docs, tmp_path / "out", seq_len=256, subset_weights={"ja_wiki": 2, "kaken": 0.5}, log=quiet)
+    manifest = run_pack(docs, tmp_path / "out", seq_len=256, subset_weights={"ja_wiki": 2, "kaken": 0.5}, quiet=True)
     keys = list(pieces_of(tmp_path / "out"))
     wiki = sorted(k[2:] for k in keys if k[0] == "ja_wiki")
     assert wiki == sorted((line, copy) for line in range(1, 41) for copy in (0, 1))
@@ -374,7 +365,7 @@ def test_subset_weights_repeat_and_subsample(tmp_path: Path, plain: int) -> None
     assert manifest["subsets"]["kaken"]["documents"] == len(kaken)
     assert manifest["totals"]["dropped_documents"] == 40 - len(kaken)
     assert manifest["config"]["subset_weights"] == {"ja_wiki": 2, "kaken": 0.5}
-    again = run_pack(docs, tmp_path / "again", seq_len=256, subset_weights={"ja_wiki": 2, "kaken": 0.5}, log=quiet)
+    again = run_pack(docs, tmp_path / "again", seq_len=256, subset_weights={"ja_wiki": 2, "kaken": 0.5}, quiet=True)
     assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in manifest["shards"]]
 
 
@@ -384,14 +375,6 @@ def test_parse_subset_weights() -> None:
     for bad in ("ja_wiki", "ja_wiki=-1", "ja_wiki=x", "=2", "ja_wiki=nan", "a=1,a=2"):
         with pytest.raises(WwmPrepError):
             parse_subset_weights(bad)
-
-
-def test_varlen_positions_restart_per_piece_and_padding() -> None:
-    positions, cu_seqlens, max_seqlen = varlen_positions([[3, 4], [10], []], 10)
-    assert positions.tolist() == [[0, 1, 2, 0, 1, 2, 3, 0, 1, 2], list(range(10)), list(range(10))]
-    assert cu_seqlens.tolist() == [0, 3, 7, 10, 20, 30] and max_seqlen == 10
-    with pytest.raises(ValueError):
-        varlen_positions([[8, 3]], 10)
 
 
 # ---------------------------------------------------------------------------------------------- bad input, output dir
@@ -409,30 +392,30 @@ def test_refuses_bad_input_clearly(tmp_path: Path, plain: int) -> None:
     for options, message in cases:
         options.setdefault("docs_dir", docs)
         with pytest.raises(WwmPrepError, match=message):
-            run_pack(out_dir=tmp_path / "out", log=quiet, **options)
+            run_pack(out_dir=tmp_path / "out", quiet=True, **options)
     no_cls = write_documents(tmp_path / "no-cls", {"kaken": [doc(10, plain)]}, special_ids={"pad": 4, "sep": 6})
     with pytest.raises(WwmPrepError, match="<CLS>"):
-        run_pack(no_cls, tmp_path / "out", seq_len=128, log=quiet)
+        run_pack(no_cls, tmp_path / "out", seq_len=128, quiet=True)
     with open(docs / "kaken--train_0.arrow", "ab") as f:
         f.write(b"\0")
     with pytest.raises(WwmPrepError, match="has changed since"):
-        run_pack(docs, tmp_path / "out", seq_len=128, log=quiet)
+        run_pack(docs, tmp_path / "out", seq_len=128, quiet=True)
 
 
 def test_output_directory_is_replaced_but_never_foreign(tmp_path: Path, plain: int) -> None:
     docs = write_documents(tmp_path / "docs", {"kaken": [doc(100, plain) for _ in range(10)]})
     out = tmp_path / "out"
-    assert len(run_pack(docs, out, seq_len=128, shard_rows=1, log=quiet)["shards"]) == 10
-    manifest = run_pack(docs, out, seq_len=128, log=quiet)
+    assert len(run_pack(docs, out, seq_len=128, shard_rows=1, quiet=True)["shards"]) == 10
+    manifest = run_pack(docs, out, seq_len=128, quiet=True)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "sequences-00000.arrow"]
     assert manifest["shards"][0]["sha256"] == sha256_file(out / "sequences-00000.arrow")
     assert manifest["documents"]["manifest_sha256"] == sha256_file(docs / "manifest.json")
     for foreign in (docs, tmp_path):
         with pytest.raises(WwmPrepError):
-            run_pack(docs, foreign, seq_len=128, log=quiet)
+            run_pack(docs, foreign, seq_len=128, quiet=True)
     (out / "notes.txt").write_text("mine")
     with pytest.raises(WwmPrepError, match="notes.txt"):
-        run_pack(docs, out, seq_len=128, log=quiet)
+        run_pack(docs, out, seq_len=128, quiet=True)
 
 
 # ---------------------------------------------------------------------------------------------- command line

@@ -32,7 +32,7 @@ def test_log_lines_without_a_terminal_and_silence_when_quiet() -> None:
         time.sleep(0.2)
     lines = stream.getvalue().splitlines()
     assert lines and all(line.startswith("segment:") for line in lines)
-    assert "25.0% of 1.0 kB read, 3 documents" in lines[-1]
+    assert "25.0% of 1.0 kB, 3 documents" in lines[-1]
 
     quiet = io.StringIO()
     with ProgressDisplay(counters, 1000, "segment", stream=quiet, quiet=True, log_every=0.02) as display:

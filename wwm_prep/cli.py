@@ -253,15 +253,16 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
 @click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
               help="The documents' tokenizer model, if it is no longer where segment found it (checked by sha256); "
                    "used to cut long documents at sentence ends.")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-shard lines; only the summary.")
 @user_errors
 def pack(docs_dir: Path, out: Path, seq_len: int, strategy: str, window: int, seed: int,
-         subset_weights: str | None, shard_rows: int, tokenizer: Path | None) -> None:
+         subset_weights: str | None, shard_rows: int, tokenizer: Path | None, quiet: bool) -> None:
     """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow."""
     from wwm_prep.pack import parse_subset_weights, run_pack
 
     manifest = run_pack(
         docs_dir, out, seq_len=seq_len, strategy=strategy, window=window, seed=seed,
-        subset_weights=parse_subset_weights(subset_weights), shard_rows=shard_rows, tokenizer=tokenizer,
+        subset_weights=parse_subset_weights(subset_weights), shard_rows=shard_rows, tokenizer=tokenizer, quiet=quiet,
     )
     print_pack_summary(manifest, out)
 
@@ -288,7 +289,7 @@ def prepare(inputs: tuple[str, ...], out: Path, seq_len: int, strategy: str, win
                    "done; fix them and rerun (completed files are skipped)", err=True)
         sys.exit(1)
     packed = run_pack(out / "documents", out / "sequences", seq_len=seq_len, strategy=strategy, window=window,
-                      seed=seed, subset_weights=weights, shard_rows=shard_rows)
+                      seed=seed, subset_weights=weights, shard_rows=shard_rows, quiet=options["quiet"])
     print_pack_summary(packed, out / "sequences")
 
 

@@ -28,6 +28,7 @@ import sentencepiece as spm
 
 from wwm_prep import __version__
 from wwm_prep.errors import WwmPrepError
+from wwm_prep.progress import Counters, ProgressDisplay
 from wwm_prep.shards import ShardWriter, load_schema, read_batches, sha256_file, write_json_atomic
 
 MIN_SEQ_LEN = 64
@@ -281,7 +282,7 @@ def _cuts(ids: np.ndarray, word_starts: np.ndarray, start: int, end: int, capaci
 
 
 def _pieces(source: Source, batch: pa.RecordBatch, keep: np.ndarray, capacity: int, ends: SentenceEnds | None,
-            counts: dict[str, int], subsets: dict[str, dict[str, int]]) -> list[Piece]:
+            counts: dict[str, int], subsets: dict[str, dict[str, int]], progress: Counters) -> list[Piece]:
     """The pieces of a batch's documents taken by this pass, in document order."""
     ids, offsets = _flat(batch.column("input_ids"))
     word_starts, ws_offsets = _flat(batch.column("word_starts"))
@@ -297,6 +298,7 @@ def _pieces(source: Source, batch: pa.RecordBatch, keep: np.ndarray, capacity: i
     counts["tokens"] += tokens
     subsets[source.subset]["documents"] += len(docs)
     subsets[source.subset]["tokens"] += tokens
+    progress.add(tokens, len(docs), tokens)
     long = lengths > capacity
     counts["cut_documents"] += int(np.count_nonzero(long[docs]))
     lines = batch.column("line").to_numpy()
@@ -433,7 +435,7 @@ def run_pack(
     subset_weights: Mapping[str, float] | None = None,
     shard_rows: int = DEFAULT_SHARD_ROWS,
     tokenizer: Path | None = None,
-    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """Pack the document shards of `docs_dir` into sequence shards in `out_dir` and write `manifest.json`;
     returns the manifest. Shards of an earlier run in `out_dir` are replaced."""
@@ -450,14 +452,17 @@ def run_pack(
     sources = _sources(docs_dir, doc_manifest["units"], weights)
     ends = _sentence_ends(doc_tokenizer, tokenizer)
     if ends is None:
-        log(f"tokenizer {doc_tokenizer['path']} not found: cutting long documents at group edges only "
-            "(give it with --tokenizer to prefer sentence ends)")
+        print(f"tokenizer {doc_tokenizer['path']} not found: cutting long documents at group edges only "
+              "(give it with --tokenizer to prefer sentence ends)", file=sys.stderr)
     _check_out(out_dir, docs_dir)
+    counters = Counters()
+    display = ProgressDisplay(counters, int(sum(s.tokens * s.fraction for s in sources)), "pack", unit="tok",
+                              quiet=quiet)
 
     counts = dict.fromkeys(COUNTS, 0)
     subsets = {unit["subset"]: {"weight": weights.get(unit["subset"], 1.0), "documents": 0, "tokens": 0}
                for unit in doc_manifest["units"].values()}
-    batches = (_pieces(source, batch, keep, seq_len - 2, ends, counts, subsets)
+    batches = (_pieces(source, batch, keep, seq_len - 2, ends, counts, subsets, counters)
                for source, batch, keep in _interleave(sources, seed))
     rows = best_fit(batches, seq_len, window) if strategy == "best-fit" else greedy(batches, seq_len)
     shards: list[dict[str, Any]] = []
@@ -465,16 +470,17 @@ def run_pack(
     def write(block: list[list[Piece]]) -> None:
         index = len(shards)
         shards.append(_write_shard(out_dir / SHARD_NAME.format(index), block, index, seed, seq_len, specials))
-        log(f"wrote {shards[-1]['file']}: {len(block)} rows")
+        display.write(f"wrote {shards[-1]['file']}: {len(block)} rows")
 
     block: list[list[Piece]] = []
-    for row in rows:
-        block.append(row)
-        if len(block) == shard_rows:
+    with display:
+        for row in rows:
+            block.append(row)
+            if len(block) == shard_rows:
+                write(block)
+                block = []
+        if block:
             write(block)
-            block = []
-    if block:
-        write(block)
     if not shards:
         raise WwmPrepError(f"{docs_dir}: no documents to pack (all empty, or all left out by the subset weights)")
 
@@ -522,40 +528,3 @@ def run_pack(
         if stale.name not in written:
             stale.unlink()
     return manifest
-
-
-# ---------------------------------------------------------------------------------------------- for trainers
-
-
-def varlen_positions(doc_lengths: Sequence[Sequence[int]] | pa.Array | pa.ChunkedArray,
-                     seq_len: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """`position_ids` (rows × seq_len), `cu_seqlens` and `max_seqlen` of packed rows, from their `doc_lengths`.
-
-    Positions restart at every piece and at each row's padding tail, which is a segment of its own, so
-    `cu_seqlens` covers the whole flattened batch (`cu_seqlens[-1] == rows * seq_len`) as FlashAttention's
-    varlen kernels expect: the convention of the collator's `position_ids` and `cu_seqlens`.
-    """
-    if isinstance(doc_lengths, pa.ChunkedArray):
-        doc_lengths = doc_lengths.combine_chunks()
-    if isinstance(doc_lengths, pa.Array):
-        lengths, offsets = _flat(doc_lengths)
-        counts = np.diff(offsets)
-    else:
-        counts = np.fromiter(map(len, doc_lengths), dtype=np.int64, count=len(doc_lengths))
-        lengths = np.concatenate([np.asarray(d, dtype=np.int64).reshape(-1) for d in doc_lengths] or [np.zeros(0)])
-    lengths = lengths.astype(np.int64)
-    n_rows = len(counts)
-    fill = np.bincount(np.repeat(np.arange(n_rows), counts), weights=lengths, minlength=n_rows).astype(np.int64)
-    if (lengths < 0).any() or (fill > seq_len).any():
-        raise ValueError(f"doc_lengths must be ≥ 0 and sum to at most seq_len ({seq_len}) in every row")
-    segments = np.empty(len(lengths) + n_rows, dtype=np.int64)  # each row: its pieces, then its padding tail
-    tails = np.cumsum(counts) + np.arange(n_rows)
-    is_tail = np.zeros(len(segments), dtype=bool)
-    is_tail[tails] = True
-    segments[tails] = seq_len - fill
-    segments[~is_tail] = lengths
-    segments = segments[segments > 0]
-    cu_seqlens = np.zeros(len(segments) + 1, dtype=np.int32)
-    np.cumsum(segments, out=cu_seqlens[1:])
-    position_ids = np.arange(n_rows * seq_len, dtype=np.int64) - np.repeat(cu_seqlens[:-1].astype(np.int64), segments)
-    return position_ids.reshape(n_rows, seq_len), cu_seqlens, int(segments.max(initial=0))

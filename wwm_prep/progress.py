@@ -20,7 +20,7 @@ BYTES, DOCUMENTS, TOKENS = range(3)
 
 
 class Counters:
-    """Input bytes read, documents and tokens done, shared with forked workers."""
+    """Progress (input bytes read, or tokens), documents and tokens done, shared with forked workers."""
 
     def __init__(self) -> None:
         self._values = multiprocessing.get_context("fork").Array("q", 3)
@@ -39,21 +39,21 @@ class Counters:
         raise TypeError("counters live in this machine's shared memory; Ray workers report per unit")
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
+def _scaled(n: float, unit: str) -> str:
+    for prefix in ("", "k", "M", "G"):
         if n < 1000:
-            return f"{n:.1f} {unit}"
+            return f"{n:.1f} {prefix}{unit}"
         n /= 1000
-    return f"{n:.1f} TB"
+    return f"{n:.1f} T{unit}"
 
 
 class ProgressDisplay:
-    """Shows `counters` against `total` input bytes until closed."""
+    """Shows `counters` against `total` (input bytes, or tokens: `unit`) until closed."""
 
-    def __init__(self, counters: Counters, total: int, label: str, *, quiet: bool = False,
+    def __init__(self, counters: Counters, total: int, label: str, *, unit: str = "B", quiet: bool = False,
                  stream: TextIO | None = None, log_every: float = 30.0):
         stream = stream or sys.stderr
-        self.counters, self.total, self.label, self._stream = counters, total, label, stream
+        self.counters, self.total, self.label, self.unit, self._stream = counters, total, label, unit, stream
         self._stop = threading.Event()
         self._started = time.monotonic()
         self._bar: tqdm | None = None
@@ -61,7 +61,7 @@ class ProgressDisplay:
         if quiet:
             self._interval = None
         elif stream.isatty():
-            self._bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, file=stream, dynamic_ncols=True)
+            self._bar = tqdm(total=total, unit=unit, unit_scale=True, desc=label, file=stream, dynamic_ncols=True)
             self._interval = 0.5
         else:
             self._log = lambda line: print(line, file=stream, flush=True)
@@ -84,7 +84,7 @@ class ProgressDisplay:
         elif self._log is not None:
             share = nbytes / self.total if self.total else 1.0
             eta = elapsed * (1 - share) / share if share > 0 else float("nan")
-            self._log(f"{self.label}: {share:6.1%} of {_size(self.total)} read, {documents:,} documents, "
+            self._log(f"{self.label}: {share:6.1%} of {_scaled(self.total, self.unit)}, {documents:,} documents, "
                       f"{tokens / elapsed / 1e3:,.0f} k tokens/s, ETA {eta:,.0f} s")
 
     def write(self, line: str) -> None:
