@@ -130,9 +130,8 @@ def dict_info(name_or_path: str, cache_dir: Path | None) -> None:
     started = time.perf_counter()
     dic = load_dictionary(name_or_path, cache_dir)
     seconds = time.perf_counter() - started
-    files = [dic.source] if dic.source.is_file() else [p for p in dic.source.rglob("*") if p.is_file()]
     rows = [("name", dic.name), ("format", dic.format), ("source", str(dic.source)),
-            ("size on disk", f"{sum(p.stat().st_size for p in files) / 1e6:,.1f} MB"), ("sha256", dic.sha256)]
+            ("size on disk", f"{sum(p.stat().st_size for p in dic.files) / 1e6:,.1f} MB"), ("sha256", dic.sha256)]
     if dic.name in known:
         rows += [("word unit", known[dic.name].word_unit), ("licence", known[dic.name].license)]
     rows += [("load time", f"{seconds:.2f} s"),

@@ -31,6 +31,7 @@ class Dictionary:
     source: Path
     format: str  # "mecab-text" | "vibrato" | "mecab-binary"
     sha256: str
+    files: tuple[Path, ...]  # what the dictionary was built from (and hashed)
     tagger: vibrato.Vibrato
     space: np.ndarray  # bool[0x110000]: characters vibrato skips as spaces (ignore_space)
 
@@ -151,7 +152,7 @@ def _load_path(name: str, path: Path, cache: Path | None) -> Dictionary:
     if sha256 not in _LOADED:
         tagger = _compile(fmt, path, cache)
         _LOADED[sha256] = (tagger, space_table(tagger))
-    return Dictionary(name, path, fmt, sha256, *_LOADED[sha256])
+    return Dictionary(name, path, fmt, sha256, tuple(files), *_LOADED[sha256])
 
 
 # Compiled dictionaries of this process by content hash: compiling UniDic takes seconds and hundreds of
