@@ -191,3 +191,29 @@ def test_real_tokenizer_on_real_corpus(tmp_path: Path, ja_sample: Path, llm_jp_t
     assert manifest["config"]["tokenizer"]["vocab_size"] == 99574
     assert manifest["config"]["tokenizer"]["special_ids"] == {
         "unk": 0, "bos": 1, "eos": 2, "mask": 3, "pad": 4, "cls": 5, "sep": 6, "eod": 7}
+
+
+def test_very_long_documents_reach_vibrato_in_pieces() -> None:
+    """vibrato's memory grows with the length of one call, so long texts are cut at line or sentence
+    ends; the words hardly change and the contract still holds."""
+    from wwm_prep.dictionary import load_dictionary
+    from wwm_prep.segment import VIBRATO_CHARS, Segmenter, _chunks
+    from wwm_prep.tokenizer import load_tokenizer
+
+    texts = [json.loads(line)["text"] for path in sorted(SAMPLE.rglob("*.jsonl.gz"))
+             for line in gzip.open(path, "rt", encoding="utf-8")]
+    long_text = "\n".join(texts * 3)
+    assert len(long_text) > 3 * VIBRATO_CHARS
+    spans = _chunks(long_text)
+    assert spans[0][0] == 0 and spans[-1][1] == len(long_text)
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert all(0 < end - start <= VIBRATO_CHARS for start, end in spans)
+    assert all(long_text[end - 1] in "\n。" for _, end in spans[:-1])
+    no_breaks = "あ" * (2 * VIBRATO_CHARS + 5)
+    assert _chunks(no_breaks) == [(0, VIBRATO_CHARS), (VIBRATO_CHARS, 2 * VIBRATO_CHARS), (2 * VIBRATO_CHARS, len(no_breaks))]
+
+    segmenter = Segmenter(load_dictionary("tiny-ja"), load_tokenizer())
+    seg = segmenter([long_text])
+    assert segmenter.tokenizer.sp.decode(seg.ids.tolist()) == long_text and seg.exact_path == 0
+    whole = segmenter.dictionary.tagger.tokenize_to_surfaces(long_text)
+    assert abs(int(seg.word_counts[0]) - len(whole)) <= 2 * len(spans)

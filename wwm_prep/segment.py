@@ -8,6 +8,7 @@ skips the units whose report and shard agree and redoes the rest.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from wwm_prep.align import Spaces, align_batch, align_offsets
 from wwm_prep.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
 from wwm_prep.executor import run_local, run_ray, slice_units
 from wwm_prep.progress import Counters, ProgressDisplay
-from wwm_prep.dictionary import Dictionary, load_dictionary
+from wwm_prep.dictionary import DEFAULT_DICTIONARY, Dictionary, load_dictionary
 from wwm_prep.errors import WwmPrepError
 from wwm_prep.shards import ShardWriter, load_schema, sha256_file, write_json_atomic
 from wwm_prep.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
@@ -31,6 +32,7 @@ COUNTS = ("documents", "characters", "words", "tokens", "groups", "empty", "reje
 
 
 BATCH_CHARS = 1 << 20  # documents are aligned and written ~1 M characters at a time: memory stays flat
+VIBRATO_CHARS = 100_000  # the longest text vibrato sees in one call (see _chunks)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,21 @@ class Segmented:
         return self.ids[start:end], self.word_starts[start:end]
 
 
+def _chunks(text: str) -> list[tuple[int, int]]:
+    """Spans of a text to give vibrato one at a time: its memory grows by ~600 bytes per character of
+    one call and is not given back, so a very long document is cut after its last line or sentence end
+    (else anywhere) within each VIBRATO_CHARS characters."""
+    spans, start = [], 0
+    while len(text) - start > VIBRATO_CHARS:
+        limit = start + VIBRATO_CHARS
+        cut = max(text.rfind("\n", start + VIBRATO_CHARS // 2, limit), text.rfind("。", start + VIBRATO_CHARS // 2, limit))
+        end = cut + 1 if cut >= 0 else limit
+        spans.append((start, end))
+        start = end
+    spans.append((start, len(text)))
+    return spans
+
+
 class Segmenter:
     """Words and tokens of texts, aligned into whole-word groups."""
 
@@ -59,7 +76,9 @@ class Segmenter:
 
     def __call__(self, texts: list[str]) -> Segmented:
         tok, tagger = self.tokenizer, self.dictionary.tagger
-        surfaces = [tagger.tokenize_to_surfaces(text) for text in texts]
+        surfaces = [tagger.tokenize_to_surfaces(text) if len(text) <= VIBRATO_CHARS else
+                    [s for start, end in _chunks(text) for s in tagger.tokenize_to_surfaces(text[start:end])]
+                    for text in texts]
         ids = [tok.sp.encode(text) for text in texts]
         aligned = align_batch(texts, ids, surfaces, tok.piece_bytes, tok.whitespace, self.spaces)
         doc_tokens = np.concatenate([[0], np.cumsum(aligned.token_counts)])
@@ -72,8 +91,8 @@ class Segmenter:
         if [p.id for p in pieces] != ids.tolist():
             raise AssertionError("SentencePiece gave different ids for the same text")
         token_spans = np.array([(p.begin, p.end) for p in pieces], dtype=np.int64).reshape(-1, 2)
-        words = self.dictionary.tagger.tokenize(text)
-        word_spans = np.array([(w.start(), w.end()) for w in words], dtype=np.int64).reshape(-1, 2)
+        word_spans = np.array([(start + w.start(), start + w.end()) for start, end in _chunks(text)
+                               for w in self.dictionary.tagger.tokenize(text[start:end])], dtype=np.int64).reshape(-1, 2)
         tok = self.tokenizer
         return align_offsets(text, token_spans, word_spans, ids, tok.whitespace, tok.continuation)
 
@@ -264,6 +283,9 @@ def run_segment(
     files = discover(inputs, subsets)
     mine = slice_units(files, num_shards, shard_index)
     stage = SegmentStage(out_dir, dictionary, tokenizer, cache, Counters())
+    if not quiet:
+        print(f"loading dictionary {dictionary or DEFAULT_DICTIONARY} (a MeCab binary one is converted and cached "
+              "on first use)…", file=sys.stderr, flush=True)
     stage.prepare()
     assert stage.segmenter is not None
     config = _config(stage.segmenter.dictionary, stage.segmenter.tokenizer)
