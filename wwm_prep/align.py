@@ -26,8 +26,8 @@ class Aligned:
     misaligned: np.ndarray  # indices of documents the arithmetic could not align (their word_starts are void)
 
 
-def _offsets(counts: np.ndarray, dtype: type = np.int64) -> np.ndarray:
-    out = np.zeros(len(counts) + 1, dtype=dtype)
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=out[1:])
     return out
 
@@ -67,7 +67,7 @@ class Spaces:
                 for i in range(1, len(seq)):
                     hit &= raw[i : len(raw) - len(seq) + 1 + i] == seq[i]
                 keep[: len(hit)] &= ~hit
-        return np.flatnonzero(keep).astype(np.int32)
+        return np.flatnonzero(keep)
 
 
 def _surface_lengths(surfaces: list[list[str]], count: int, spaces: Spaces) -> np.ndarray:
@@ -75,13 +75,13 @@ def _surface_lengths(surfaces: list[list[str]], count: int, spaces: Spaces) -> n
     under ignore_space) and locating the joins: one C-level pass instead of a len() call per word."""
     sep = next((chr(c) for c in range(128) if spaces.ascii[c]), None)
     if count == 0 or sep is None:
-        return np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int32, count=count)
+        return np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int64, count=count)
     joined = np.frombuffer(sep.join(chain.from_iterable(surfaces)).encode("utf-32-le"), dtype="<u4")
-    ends = np.flatnonzero(joined == ord(sep)).astype(np.int32)
+    ends = np.flatnonzero(joined == ord(sep))
     if len(ends) != count - 1:  # a surface held the separator: count the slow way
-        return np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int32, count=count)
-    ends = np.append(ends, np.int32(len(joined))) - np.arange(count, dtype=np.int32)
-    return np.diff(ends, prepend=np.int32(0))
+        return np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int64, count=count)
+    ends = np.append(ends, len(joined)) - np.arange(count)
+    return np.diff(ends, prepend=0)
 
 
 def char_byte_offsets(codepoints: np.ndarray) -> np.ndarray:
@@ -99,7 +99,7 @@ def group_starts(starts: np.ndarray, whitespace: np.ndarray, doc_tokens: np.ndar
     if not len(starts):
         return starts
     first = np.flatnonzero(starts)
-    solid_before = _offsets(~whitespace, np.int32)  # solid tokens before each token
+    solid_before = _offsets(~whitespace)  # solid tokens before each token
     blank = solid_before[np.append(first[1:], len(starts))] == solid_before[first]
     doc_first = np.zeros(len(starts), dtype=bool)
     doc_first[firsts] = True
@@ -143,7 +143,7 @@ def align_batch(
     word_counts = _lengths(surfaces)
     doc_words = _offsets(word_counts)
     word_lengths = _surface_lengths(surfaces, int(doc_words[-1]), spaces)
-    word_ends = _offsets(word_lengths, np.int32)
+    word_ends = _offsets(word_lengths)
     words_ok = np.diff(word_ends[doc_words]) == np.diff(doc_solid)
     word_first, word_last = word_ends[:-1], word_ends[1:] - 1
     shift = doc_solid[:-1] - word_ends[doc_words[:-1]]
@@ -161,8 +161,8 @@ def align_batch(
     lengths = piece_bytes[flat_ids]
     nonempty = token_counts > 0
     lengths[doc_tokens[:-1][nonempty]] -= 1
-    token_bytes = _offsets(lengths, np.int64)
-    unknown = _offsets(lengths < 0, np.int32)
+    token_bytes = _offsets(lengths)
+    unknown = _offsets(lengths < 0)
     tokens_ok = (np.diff(token_bytes[doc_tokens]) == np.diff(doc_bytes)) & (np.diff(unknown[doc_tokens]) == 0)
     token_starts = token_bytes[:-1]
     shift = token_bytes[doc_tokens[:-1]] - doc_bytes[:-1]
