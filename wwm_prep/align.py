@@ -42,20 +42,18 @@ _WIDTH = np.array([1] * 0xC0 + [2] * 0x20 + [3] * 0x10 + [4] * 0x10, dtype=np.in
 
 @dataclass(frozen=True)
 class Spaces:
-    """The characters vibrato drops with ignore_space, in the form a UTF-8 byte scan needs: a table
-    for ASCII, and the encoded sequences of the few others (NBSP, ideographic space, …)."""
+    """The characters vibrato drops with ignore_space, in the form a UTF-8 byte scan needs: a table of
+    lead bytes for ASCII, and the few others (NBSP, ideographic space, …) to look for as byte sequences."""
 
-    ascii: np.ndarray  # bool[256], True only for ASCII space characters
-    others: tuple[str, ...]
     solid_lead: np.ndarray  # bool[256]: a byte that starts a character which is not an ASCII space
+    others: tuple[str, ...]  # the non-ASCII spaces
 
     @classmethod
     def from_table(cls, space: np.ndarray) -> Spaces:
-        ascii_table = np.zeros(256, dtype=bool)
-        ascii_table[:128] = space[:128]
+        ascii_space = np.zeros(256, dtype=bool)
+        ascii_space[:128] = space[:128]
         lead = (np.arange(256) & 0xC0) != 0x80
-        others = tuple(chr(c) for c in np.flatnonzero(space[128:]) + 128)
-        return cls(ascii_table, others, lead & ~ascii_table)
+        return cls(lead & ~ascii_space, tuple(chr(c) for c in np.flatnonzero(space[128:]) + 128))
 
     def solid_bytes(self, text: str, raw: np.ndarray) -> np.ndarray:
         """Byte offsets of the characters of `text` (encoded as `raw`) that are not spaces."""
@@ -68,20 +66,6 @@ class Spaces:
                     hit &= raw[i : len(raw) - len(seq) + 1 + i] == seq[i]
                 keep[: len(hit)] &= ~hit
         return np.flatnonzero(keep)
-
-
-def _surface_lengths(surfaces: list[list[str]], count: int, spaces: Spaces) -> np.ndarray:
-    """Lengths of all surfaces, found by joining them with a space character (which no surface holds
-    under ignore_space) and locating the joins: one C-level pass instead of a len() call per word."""
-    sep = next((chr(c) for c in range(128) if spaces.ascii[c]), None)
-    if count == 0 or sep is None:
-        return np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int64, count=count)
-    joined = np.frombuffer(sep.join(chain.from_iterable(surfaces)).encode("utf-32-le"), dtype="<u4")
-    ends = np.flatnonzero(joined == ord(sep))
-    if len(ends) != count - 1:  # a surface held the separator: count the slow way
-        return np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int64, count=count)
-    ends = np.append(ends, len(joined)) - np.arange(count)
-    return np.diff(ends, prepend=0)
 
 
 def char_byte_offsets(codepoints: np.ndarray) -> np.ndarray:
@@ -142,7 +126,7 @@ def align_batch(
     # Words: surface k covers solid characters [ends[k] - length, ends[k]) of the batch.
     word_counts = _lengths(surfaces)
     doc_words = _offsets(word_counts)
-    word_lengths = _surface_lengths(surfaces, int(doc_words[-1]), spaces)
+    word_lengths = np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int64, count=int(doc_words[-1]))
     word_ends = _offsets(word_lengths)
     words_ok = np.diff(word_ends[doc_words]) == np.diff(doc_solid)
     word_first, word_last = word_ends[:-1], word_ends[1:] - 1
@@ -162,13 +146,13 @@ def align_batch(
     nonempty = token_counts > 0
     lengths[doc_tokens[:-1][nonempty]] -= 1
     token_bytes = _offsets(lengths)
-    unknown = _offsets(lengths < 0)
-    tokens_ok = (np.diff(token_bytes[doc_tokens]) == np.diff(doc_bytes)) & (np.diff(unknown[doc_tokens]) == 0)
+    tokens_ok = np.diff(token_bytes[doc_tokens]) == np.diff(doc_bytes)
+    if lengths.min(initial=0) < 0:  # a piece of unknown length (<unk>): those documents take the exact path
+        tokens_ok &= np.diff(_offsets(lengths < 0)[doc_tokens]) == 0
     token_starts = token_bytes[:-1]
     shift = token_bytes[doc_tokens[:-1]] - doc_bytes[:-1]
-    if shift.any():
-        token_starts = token_starts - np.repeat(shift, token_counts)
-    np.clip(token_starts, 0, len(raw), out=token_starts)
+    if shift.any():  # after a misaligned document, count each document from its own start
+        token_starts = np.clip(token_starts - np.repeat(shift, token_counts), 0, len(raw))
 
     boundary = np.zeros(len(raw) + 1, dtype=bool)
     boundary[word_first] = True
