@@ -47,6 +47,13 @@ def main() -> None:
     """Prepare whole-word-masked MLM corpora: segment → pack → train with the collator."""
 
 
+def echo_rows(rows: list[tuple[str, Any]], name_width: int, value_width: int) -> None:
+    """A summary table: names left, values right, whole numbers with thousands separators."""
+    for name, value in rows:
+        shown = f"{value:,}" if isinstance(value, int) else str(value)
+        click.echo(f"  {name:<{name_width}} {shown:>{value_width}}")
+
+
 def print_segment_summary(manifest: dict[str, Any], out: Path) -> None:
     totals = manifest["totals"]
     rows = [
@@ -61,8 +68,7 @@ def print_segment_summary(manifest: dict[str, Any], out: Path) -> None:
         ("failed files", len(manifest["failed"])),
     ]
     click.echo(f"segment → {out}")
-    for name, value in rows:
-        click.echo(f"  {name:<18} {value:>14,}" if isinstance(value, int) else f"  {name:<18} {value:>14}")
+    echo_rows(rows, 18, 14)
     if totals["rejects"]:
         click.echo(f"  rejected records are kept with their reasons in {out / 'rejects'}")
     for failure in manifest["failed"]:
@@ -156,8 +162,7 @@ def print_pack_summary(manifest: dict[str, Any], out: Path) -> None:
         ("shards", len(manifest["shards"])),
     ]
     click.echo(f"pack → {out}  ({config['strategy']}, {config['seq_len']} tokens per row)")
-    for name, value in rows:
-        click.echo(f"  {name:<20} {value:>12,}" if isinstance(value, int) else f"  {name:<20} {value:>12}")
+    echo_rows(rows, 20, 12)
     if not config["sentence_ends"]["used"]:
         click.echo("  long documents were cut at word-group edges only: the tokenizer model was not found "
                    "(give it with --tokenizer to prefer sentence ends)")
