@@ -184,7 +184,7 @@ def ja_pack(tmp_path_factory: pytest.TempPathFactory, ja_docs: Path) -> Callable
     done: dict[tuple, Path] = {}
 
     def pack(seq_len: int, strategy: str = "best-fit", **options: object) -> Path:
-        key = (seq_len, strategy, *sorted(options.items()))
+        key = (seq_len, strategy, repr(sorted(options.items())))
         if key not in done:
             done[key] = tmp_path_factory.mktemp(f"ja-seq-{seq_len}-{strategy}")
             run_pack(ja_docs, done[key], seq_len=seq_len, strategy=strategy, quiet=True, **options)
