@@ -54,8 +54,8 @@ def packed_rows(corpus: Path, model: Path, shapes: list[tuple[int, int]], work: 
     """The first rows of each shape from `segment` + `pack` output, as `datasets` (NumPy format) gives them."""
     import datasets
 
-    from wwm_prep.pack import run_pack
-    from wwm_prep.segment import run_segment
+    from wwm_prep.pipeline.pack import run_pack
+    from wwm_prep.pipeline.segment import run_segment
 
     datasets.disable_progress_bars()
     run_segment([str(corpus)], work / "documents", dictionary="tiny-ja", tokenizer=str(model), workers=1, quiet=True)

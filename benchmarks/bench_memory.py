@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
-from wwm_prep.corpus import discover, open_binary  # noqa: E402
+from wwm_prep.pipeline.corpus import discover, open_binary  # noqa: E402
 
 NORMAL_AROUND_LONG = 200  # normal documents before and after the long one in the `long` file
 
@@ -48,9 +48,9 @@ NORMAL_AROUND_LONG = 200  # normal documents before and after the long one in th
 CHILD = r"""
 import json, sys, threading, time
 from pathlib import Path
-from wwm_prep import segment
-from wwm_prep.dictionary import load_dictionary
-from wwm_prep.tokenizer import load_tokenizer
+from wwm_prep.pipeline import segment
+from wwm_prep.text.dictionary import load_dictionary
+from wwm_prep.text.tokenizer import load_tokenizer
 
 corpus, out, dic, tok = sys.argv[1:5]
 
@@ -91,10 +91,10 @@ print(json.dumps({"after_dict": after_dict, "after_load": after_load, "load_peak
 STEP = r"""
 import sys
 import numpy as np
-from wwm_prep.dictionary import load_dictionary
-from wwm_prep.segment import Segmenter
-from wwm_prep.tokenizer import load_tokenizer
-from wwm_prep.align import align_batch
+from wwm_prep.text.dictionary import load_dictionary
+from wwm_prep.pipeline.segment import Segmenter
+from wwm_prep.text.tokenizer import load_tokenizer
+from wwm_prep.pipeline.align import align_batch
 
 text_path, dic, tok, step = sys.argv[1:5]
 text = open(text_path, encoding="utf-8").read()

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from wwm_prep import model as M  # noqa: E402
+from wwm_prep.check import network as M# noqa: E402
 
 
 def rss_gib() -> float:

@@ -25,15 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
-from wwm_prep.pack import run_pack  # noqa: E402
-from wwm_prep.segment import run_segment  # noqa: E402
+from wwm_prep.pipeline.pack import run_pack  # noqa: E402
+from wwm_prep.pipeline.segment import run_segment  # noqa: E402
 
 
 # The child reports its own high-water mark: VmHWM starts afresh at exec, whereas ru_maxrss (getrusage,
 # wait4) keeps the resident size of the forked parent from before the exec, i.e. this benchmark's.
 HIGH_WATER = "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')).split()[1])\n"
 RUN_CLI = "import sys\nfrom wwm_prep.cli import main\nmain(sys.argv[1:], standalone_mode=False)\n"
-IMPORTS_ONLY = "import wwm_prep.cli, wwm_prep.pack\n"
+IMPORTS_ONLY = "import wwm_prep.cli, wwm_prep.pipeline.pack\n"
 
 
 def peak_rss_mib(code: str, *args: str) -> float:

@@ -25,10 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
-from wwm_prep.corpus import Document, RecordReader, discover  # noqa: E402
-from wwm_prep.dictionary import load_dictionary  # noqa: E402
-from wwm_prep.segment import Segmenter, segment_file  # noqa: E402
-from wwm_prep.tokenizer import load_tokenizer  # noqa: E402
+from wwm_prep.pipeline.corpus import Document, RecordReader, discover  # noqa: E402
+from wwm_prep.text.dictionary import load_dictionary  # noqa: E402
+from wwm_prep.pipeline.segment import Segmenter, segment_file  # noqa: E402
+from wwm_prep.text.tokenizer import load_tokenizer  # noqa: E402
 
 
 def timed(work) -> tuple[float, float]:
@@ -59,8 +59,8 @@ def full_segment(files: list, segmenter: Segmenter, out: Path) -> tuple[float, f
 CHILD = """
 import json, sys
 from pathlib import Path
-from wwm_prep.dictionary import load_dictionary
-from wwm_prep.segment import run_segment
+from wwm_prep.text.dictionary import load_dictionary
+from wwm_prep.pipeline.segment import run_segment
 corpus, out, dic, tok = sys.argv[1:5]
 load_dictionary(dic or None)
 def status(key):

@@ -24,10 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
-from wwm_prep import segment as segment_module  # noqa: E402
-from wwm_prep.corpus import discover, open_binary  # noqa: E402
-from wwm_prep.dictionary import load_dictionary  # noqa: E402
-from wwm_prep.segment import SegmentStage, run_segment  # noqa: E402
+from wwm_prep.pipeline import segment as segment_module# noqa: E402
+from wwm_prep.pipeline.corpus import discover, open_binary  # noqa: E402
+from wwm_prep.text.dictionary import load_dictionary  # noqa: E402
+from wwm_prep.pipeline.segment import SegmentStage, run_segment  # noqa: E402
 
 
 def status_mib(key: str, path: str = "/proc/self/status") -> float:

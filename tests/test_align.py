@@ -1,6 +1,6 @@
 """Whole-word groups against the contract, on the real llm-jp v3 tokenizer and real Japanese text.
 
-The reference below is written plainly and independently of wwm_prep.align: it asks SentencePiece
+The reference below is written plainly and independently of wwm_prep.pipeline.align: it asks SentencePiece
 for token offsets (proto output) and vibrato for word offsets (tokenize + start/end), and applies
 the contract's rules token by token.
 """
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import corpus_texts
-from wwm_prep.dictionary import load_dictionary
-from wwm_prep.segment import Segmenter
-from wwm_prep.tokenizer import load_tokenizer
+from wwm_prep.text.dictionary import load_dictionary
+from wwm_prep.pipeline.segment import Segmenter
+from wwm_prep.text.tokenizer import load_tokenizer
 
 DICTIONARIES = ["tiny-ja", "unidic-lite"]
 
@@ -146,7 +146,7 @@ def test_groups_are_coarser_than_tokens_and_finer_than_documents(segmenter: Segm
 
 
 def test_whitespace_groups_join_the_next_word() -> None:
-    from wwm_prep.align import group_starts
+    from wwm_prep.pipeline.align import group_starts
 
     # two documents: "▁"(ws) "東京" "▁"(ws) "\n"(ws) "大学" "▁"(ws, trailing) | "▁"(ws) "▁"(ws)
     on_boundary = np.ones(8, dtype=bool)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wwm_prep.collator import IGNORE_INDEX, WholeWordMaskCollator, select_groups, varlen_positions
+from wwm_prep.train.collator import IGNORE_INDEX, WholeWordMaskCollator, select_groups, varlen_positions
 
 REPO = Path(__file__).resolve().parents[1]
 MASK, PAD, CLS, SEP = 3, 4, 5, 6
@@ -36,8 +36,8 @@ def ja_sequences(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_
     `wwm-prep pack` into rows of each of SEQ_LENS tokens: {seq_len: sequence directory}."""
     key = f"{ja_sample}|{llm_jp_tokenizer_path}"
     if key not in _SEQUENCES:
-        from wwm_prep.pack import run_pack
-        from wwm_prep.segment import run_segment
+        from wwm_prep.pipeline.pack import run_pack
+        from wwm_prep.pipeline.segment import run_segment
 
         root = tmp_path_factory.mktemp("collator-ja-sample")
         run_segment([str(ja_sample)], root / "documents", dictionary="unidic-lite",
@@ -646,7 +646,7 @@ def test_varlen_positions_matches_collator_on_packed_shards(ja_sequences, real_r
     the collator module), varlen_positions gives exactly the collator's varlen outputs."""
     import pyarrow as pa
 
-    from wwm_prep.shards import load_schema, read_batches
+    from wwm_prep.core.shards import load_schema, read_batches
 
     shards = sorted(ja_sequences[8192].glob("*.arrow"))  # the order `datasets` reads them in
     column = pa.Table.from_batches(

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from wwm_prep import dict_registry as reg
-from wwm_prep.dict_registry import DictionaryError, Entry
+from wwm_prep.text import registry as reg
+from wwm_prep.text.registry import DictionaryError, Entry
 
 NAME = "toy-dict"
 PAYLOAD = "toy dictionary bytes: 形態素解析\n".encode() * 2000

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_segment import run
-from wwm_prep.resources import resource
+from wwm_prep.core.resources import resource
 
 REPO = Path(__file__).resolve().parents[1]
 

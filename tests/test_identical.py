@@ -24,8 +24,8 @@ GOLDEN = Path(__file__).parent / "golden" / "ja-sample.json"
 
 @pytest.fixture(scope="module")
 def sample_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from wwm_prep.resources import resource
-    from wwm_prep.segment import run_segment
+    from wwm_prep.core.resources import resource
+    from wwm_prep.pipeline.segment import run_segment
 
     out = tmp_path_factory.mktemp("sample-docs")
     run_segment([str(resource("sample", "corpus"))], out, dictionary="tiny-ja", workers=1, quiet=True)
@@ -57,7 +57,7 @@ def rows_of(directory: Path, columns: tuple[str, ...]) -> list[dict[str, np.ndar
 
 
 def collator_digests(rows: list[dict[str, np.ndarray]], batch_size: int, **options: object) -> list[str]:
-    from wwm_prep.collator import WholeWordMaskCollator
+    from wwm_prep.train.collator import WholeWordMaskCollator
 
     collator = WholeWordMaskCollator(**options)
     return [batch_digest(collator(rows[at : at + batch_size])) for at in range(0, len(rows), batch_size)]

@@ -16,8 +16,8 @@ import pytest
 import sentencepiece as spm
 
 from tests.test_stats import CORPUS, SAMPLE_MODEL, SEQ_LEN, invoke, prepared, sp  # noqa: F401 (fixtures)
-from wwm_prep.collator import IGNORE_INDEX, WholeWordMaskCollator
-from wwm_prep.shards import load_schema, read_batches
+from wwm_prep.train.collator import IGNORE_INDEX, WholeWordMaskCollator
+from wwm_prep.core.shards import load_schema, read_batches
 
 VISIBLE = {" ": "␣", "\u3000": "⎵", "\n": "⏎\n", "|": "¦"}
 MASK_ID = 3

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wwm_prep import mecab_binary
-from wwm_prep.mecab_binary import (
+from wwm_prep.text import mecab_binary
+from wwm_prep.text.mecab_binary import (
     BINARY_FILES,
     TEXT_FILES,
     convert,

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from wwm_prep import model as M
-from wwm_prep.errors import WwmPrepError
+from wwm_prep.check import network as M
+from wwm_prep.core.errors import WwmPrepError
 
 VOCAB = 300
 
@@ -301,7 +301,7 @@ def test_top_k_agrees_with_full_logits(tiny):
 
 
 def test_evaluate_batch_takes_the_collators_output(tiny):
-    collator = pytest.importorskip("wwm_prep.collator")
+    collator = pytest.importorskip("wwm_prep.train.collator")
     rng = np.random.default_rng(12)
     rows = []
     for lengths in ([20, 35, 9], [64]):

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from wwm_prep import model as M
+from wwm_prep.check import network as M
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

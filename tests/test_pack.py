@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from wwm_prep import cli
-from wwm_prep.errors import WwmPrepError
-from wwm_prep.pack import (
+from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.pipeline.pack import (
     DEFAULT_SHARD_ROWS,
     DEFAULT_WINDOW,
     STRATEGIES,
@@ -26,9 +26,10 @@ from wwm_prep.pack import (
     parse_subset_weights,
     run_pack,
 )
-from wwm_prep.segment import run_segment
-from wwm_prep.shards import ShardWriter, load_schema, read_batches, sha256_file, write_json_atomic
-from wwm_prep.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
+from wwm_prep.pipeline.segment import run_segment
+from wwm_prep.core.files import sha256_file, write_json_atomic
+from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
+from wwm_prep.text.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_MODEL = REPO.joinpath(*DEFAULT_TOKENIZER)

@@ -6,7 +6,7 @@ import io
 import multiprocessing
 import time
 
-from wwm_prep.progress import Counters, ProgressDisplay
+from wwm_prep.pipeline.progress import Counters, ProgressDisplay
 
 
 def _add(counters: Counters) -> None:

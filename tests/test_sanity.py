@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from wwm_prep import cli
-from wwm_prep import model as M
-from wwm_prep import sanity as S
-from wwm_prep.collator import WholeWordMaskCollator
-from wwm_prep.tokenizer import DEFAULT_TOKENIZER
+from wwm_prep.check import network as M
+from wwm_prep.check import sanity as S
+from wwm_prep.train.collator import WholeWordMaskCollator
+from wwm_prep.text.tokenizer import DEFAULT_TOKENIZER
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_MODEL = REPO.joinpath(*DEFAULT_TOKENIZER)

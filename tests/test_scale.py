@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from tests.test_segment import run, write_jsonl_gz
 from wwm_prep.cli import main
-from wwm_prep.resources import resource
-from wwm_prep.shards import load_schema, read_batches
+from wwm_prep.core.resources import resource
+from wwm_prep.core.shards import load_schema, read_batches
 
 SAMPLE = resource("sample", "corpus")
 

@@ -14,8 +14,9 @@ import zstandard
 from click.testing import CliRunner
 
 from wwm_prep.cli import main
-from wwm_prep.resources import resource
-from wwm_prep.shards import load_schema, read_batches, sha256_file
+from wwm_prep.core.resources import resource
+from wwm_prep.core.files import sha256_file
+from wwm_prep.core.shards import load_schema, read_batches
 
 SAMPLE = resource("sample", "corpus")
 
@@ -196,9 +197,9 @@ def test_real_tokenizer_on_real_corpus(tmp_path: Path, ja_sample: Path, llm_jp_t
 def test_very_long_documents_reach_vibrato_in_pieces() -> None:
     """vibrato's memory grows with the length of one call, so long texts are cut at line or sentence
     ends; the words hardly change and the contract still holds."""
-    from wwm_prep.dictionary import load_dictionary
-    from wwm_prep.segment import VIBRATO_CHARS, Segmenter, _chunks
-    from wwm_prep.tokenizer import load_tokenizer
+    from wwm_prep.text.dictionary import load_dictionary
+    from wwm_prep.pipeline.segment import VIBRATO_CHARS, Segmenter, _chunks
+    from wwm_prep.text.tokenizer import load_tokenizer
 
     texts = [json.loads(line)["text"] for path in sorted(SAMPLE.rglob("*.jsonl.gz"))
              for line in gzip.open(path, "rt", encoding="utf-8")]

@@ -16,8 +16,8 @@ import sentencepiece as spm
 from click.testing import CliRunner, Result
 
 from wwm_prep.cli import main
-from wwm_prep.shards import load_schema, read_batches
-from wwm_prep.tokenizer import DEFAULT_TOKENIZER
+from wwm_prep.core.shards import load_schema, read_batches
+from wwm_prep.text.tokenizer import DEFAULT_TOKENIZER
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_MODEL = REPO.joinpath(*DEFAULT_TOKENIZER)

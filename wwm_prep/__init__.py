@@ -12,7 +12,7 @@ __all__ = ["WholeWordMaskCollator", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name == "WholeWordMaskCollator":
-        from wwm_prep.collator import WholeWordMaskCollator
+        from wwm_prep.train.collator import WholeWordMaskCollator
 
         return WholeWordMaskCollator
     raise AttributeError(f"module 'wwm_prep' has no attribute {name!r}")

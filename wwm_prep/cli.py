@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from wwm_prep import __version__
-from wwm_prep.errors import WwmPrepError
+from wwm_prep.core.errors import WwmPrepError
 
 DICT_HELP = (
     "Dictionary: a registered name (see `wwm-prep dict list`), a MeCab text or binary dictionary directory, "
@@ -91,8 +91,8 @@ def dict_group() -> None:
 @user_errors
 def dict_list(cache_dir: Path | None) -> None:
     """Registered dictionaries and whether each is ready here."""
-    from wwm_prep import dict_registry
-    from wwm_prep.dictionary import BUNDLED, DEFAULT_DICTIONARY
+    from wwm_prep.text import registry as dict_registry
+    from wwm_prep.text.dictionary import BUNDLED, DEFAULT_DICTIONARY
 
     for name in BUNDLED:
         mark = " (default)" if name == DEFAULT_DICTIONARY else ""
@@ -110,7 +110,7 @@ def dict_list(cache_dir: Path | None) -> None:
 @user_errors
 def dict_fetch(name: str, url: str | None, allow_unverified: bool, cache_dir: Path | None) -> None:
     """Download NAME, verify its checksums and install it in the cache."""
-    from wwm_prep import dict_registry
+    from wwm_prep.text import registry as dict_registry
 
     try:
         path = dict_registry.fetch(name, cache_dir, url=url, progress=sys.stderr.isatty(),
@@ -129,8 +129,8 @@ def dict_info(name_or_path: str, cache_dir: Path | None) -> None:
     import resource as rusage
     import time
 
-    from wwm_prep import dict_registry
-    from wwm_prep.dictionary import load_dictionary
+    from wwm_prep.text import registry as dict_registry
+    from wwm_prep.text.dictionary import load_dictionary
 
     known = {e.name: e for e in dict_registry.entries()}
     started = time.perf_counter()
@@ -169,7 +169,7 @@ def print_pack_summary(manifest: dict[str, Any], out: Path) -> None:
 
 
 def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options of `pack`, shared by `prepare`. Defaults are those of `wwm_prep.pack` (kept equal by a test;
+    """The options of `pack`, shared by `prepare`. Defaults are those of `wwm_prep.pipeline.pack` (kept equal by a test;
     importing it here would slow every command down)."""
     options = [
         click.option("--seq-len", type=int, required=True,
@@ -219,8 +219,8 @@ def run_segment_command(inputs: tuple[str, ...], out: Path, subsets: str | None,
                         tokenizer: Path | None, cache_dir: Path | None, overwrite: bool, workers: int | None,
                         executor: str, ray_address: str | None, num_shards: int, shard_index: int,
                         quiet: bool) -> dict[str, Any]:
-    from wwm_prep.executor import default_workers
-    from wwm_prep.segment import run_segment
+    from wwm_prep.pipeline.executor import default_workers
+    from wwm_prep.pipeline.segment import run_segment
 
     manifest = run_segment(
         inputs, out, dictionary=dictionary, tokenizer=str(tokenizer) if tokenizer else None,
@@ -262,7 +262,7 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
 def pack(docs_dir: Path, out: Path, seq_len: int, strategy: str, window: int, seed: int,
          subset_weights: str | None, shard_rows: int, tokenizer: Path | None, quiet: bool) -> None:
     """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow."""
-    from wwm_prep.pack import parse_subset_weights, run_pack
+    from wwm_prep.pipeline.pack import parse_subset_weights, run_pack
 
     manifest = run_pack(
         docs_dir, out, seq_len=seq_len, strategy=strategy, window=window, seed=seed,
@@ -284,7 +284,7 @@ def prepare(inputs: tuple[str, ...], out: Path, seq_len: int, strategy: str, win
 
     INPUTS are as for `segment`. Segment units already done are skipped; nothing is packed if a file failed.
     """
-    from wwm_prep.pack import parse_subset_weights, run_pack
+    from wwm_prep.pipeline.pack import parse_subset_weights, run_pack
 
     weights = parse_subset_weights(subset_weights)  # a typo should fail before the long step, not after
     manifest = run_segment_command(inputs, out / "documents", **options)
@@ -302,9 +302,9 @@ def prepare(inputs: tuple[str, ...], out: Path, seq_len: int, strategy: str, win
 @user_errors
 def demo(out: Path) -> None:
     """Run the pipeline on the bundled sample corpus with the default dictionary and tokenizer."""
-    from wwm_prep.pack import run_pack
-    from wwm_prep.resources import resource
-    from wwm_prep.segment import run_segment
+    from wwm_prep.pipeline.pack import run_pack
+    from wwm_prep.core.resources import resource
+    from wwm_prep.pipeline.segment import run_segment
 
     manifest = run_segment([str(resource("sample", "corpus"))], out / "documents", overwrite=True)
     print_segment_summary(manifest, out / "documents")
@@ -330,7 +330,7 @@ def demo(out: Path) -> None:
 def init_model(config_name: str, out: Path, vocab_size: int | None, tokenizer: Path | None, dtype: str, seed: int,
                overwrite: bool) -> None:
     """Write a randomly initialised checkpoint (nothing to download), e.g. to try `sanity` and `fill-mask`."""
-    from wwm_prep.sanity import init_model as run_init_model
+    from wwm_prep.check.sanity import init_model as run_init_model
 
     made = run_init_model(config_name, out, vocab_size=vocab_size, tokenizer=tokenizer, dtype=dtype, seed=seed,
                           overwrite=overwrite)
@@ -372,7 +372,7 @@ def sanity(model_dir: Path, data_dir: Path, batches: int, batch_size: int, seed:
     which is what a model that cannot read the data scores — including an untrained (randomly
     initialised) one, so an untrained model fails this check on purpose. Exit status 2 on a usage error.
     """
-    from wwm_prep.sanity import format_report, report_json, run_sanity
+    from wwm_prep.check.sanity import format_report, report_json, run_sanity
 
     report = run_sanity(model_dir, data_dir, batches=batches, batch_size=batch_size, seed=seed, tokenizer=tokenizer,
                         log=lambda message: click.echo(message, err=True))
@@ -396,8 +396,8 @@ def fill_mask(text: str, model_dir: Path, tokenizer: Path | None, top_k: int, as
     `<MASK>` stands for one token; `<MASK>{word}` masks every token of word (whole-word masking) and
     prints the candidates of each of its positions, e.g. "東北<MASK>{大学}で研究する".
     """
-    from wwm_prep.sanity import fill_mask as run_fill_mask
-    from wwm_prep.sanity import format_fill_mask, report_json
+    from wwm_prep.check.sanity import fill_mask as run_fill_mask
+    from wwm_prep.check.sanity import format_fill_mask, report_json
 
     result = run_fill_mask(model_dir, text, tokenizer=tokenizer, k=top_k)
     click.echo(report_json(result) if as_json else format_fill_mask(result))
@@ -421,7 +421,7 @@ def stats(shards_dir: Path, as_json: bool, plot: Path | None, tokenizer: Path | 
     """
     import json
 
-    from wwm_prep.stats import compute_stats, format_stats, plot_stats, require_matplotlib
+    from wwm_prep.view.stats import compute_stats, format_stats, plot_stats, require_matplotlib
 
     if plot is not None:
         require_matplotlib()  # fail before the long part
@@ -452,7 +452,7 @@ def inspect_command(shards_dir: Path, row: int, mask: bool, seed: int, tokenizer
     Sequence rows are shown piece by piece with their provenance. With --mask, the groups the collator would
     mask are in [brackets], with what each token became (<MASK>, a random token, or kept).
     """
-    from wwm_prep.inspect_rows import inspect_row
+    from wwm_prep.view.inspect import inspect_row
 
     text = inspect_row(shards_dir, row, tokenizer=tokenizer, mask=mask, seed=seed, max_tokens=max_tokens)
     click.echo(text, color=color)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from wwm_prep.errors import WwmPrepError
+from wwm_prep.core.errors import WwmPrepError
 
 
 class Stage(Protocol):

@@ -166,7 +166,7 @@ def _entry_problems(e: Entry) -> list[str]:
 
 
 def _default_registry() -> Path:
-    from wwm_prep.resources import resource
+    from wwm_prep.core.resources import resource
 
     return resource("dictionaries", "registry.json")
 

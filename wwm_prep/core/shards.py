@@ -7,7 +7,6 @@ a shard written by an incompatible version instead of misreading it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -19,8 +18,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from wwm_prep.errors import WwmPrepError
-from wwm_prep.resources import resource
+from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.files import sha256_file
+from wwm_prep.core.resources import resource
 
 _SCALARS: dict[str, pa.DataType] = {
     "int8": pa.int8(),
@@ -66,21 +66,6 @@ def load_schema(name: str) -> Schema:
     fields = [pa.field(f["name"], _arrow_type(f["type"]), nullable=f.get("nullable", True)) for f in spec["fields"]]
     metadata = {SCHEMA_KEY: spec["name"].encode(), VERSION_KEY: str(spec["version"]).encode()}
     return Schema(spec["name"], int(spec["version"]), pa.schema(fields, metadata=metadata), spec)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a reader (or a rerun after a crash) sees the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class ShardWriter:

@@ -27,9 +27,10 @@ import pyarrow.compute as pc
 import sentencepiece as spm
 
 from wwm_prep import __version__
-from wwm_prep.errors import WwmPrepError
-from wwm_prep.progress import Counters, ProgressDisplay
-from wwm_prep.shards import ShardWriter, load_schema, read_batches, sha256_file, write_json_atomic
+from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.pipeline.progress import Counters, ProgressDisplay
+from wwm_prep.core.files import sha256_file, write_json_atomic
+from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
 
 MIN_SEQ_LEN = 64
 STRATEGIES = ("best-fit", "greedy")

@@ -19,14 +19,15 @@ import numpy as np
 import pyarrow as pa
 
 from wwm_prep import __version__
-from wwm_prep.align import Spaces, align_batch, align_offsets
-from wwm_prep.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
-from wwm_prep.executor import run_local, run_ray, slice_units
-from wwm_prep.progress import Counters, ProgressDisplay
-from wwm_prep.dictionary import DEFAULT_DICTIONARY, Dictionary, load_dictionary
-from wwm_prep.errors import WwmPrepError
-from wwm_prep.shards import ShardWriter, load_schema, sha256_file, write_json_atomic
-from wwm_prep.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
+from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
+from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
+from wwm_prep.pipeline.executor import run_local, run_ray, slice_units
+from wwm_prep.pipeline.progress import Counters, ProgressDisplay
+from wwm_prep.text.dictionary import DEFAULT_DICTIONARY, Dictionary, load_dictionary
+from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.files import sha256_file, write_json_atomic
+from wwm_prep.core.shards import ShardWriter, load_schema
+from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
 
 COUNTS = ("documents", "characters", "words", "tokens", "groups", "empty", "rejects", "exact_path", "not_reversible")
 

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from wwm_prep.errors import WwmPrepError
+from wwm_prep.core.errors import WwmPrepError
 
 JAPANESE_SUBSETS = ("ja_cc", "ja_warp_html", "ja_warp_pdf", "ja_wiki", "kaken")
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from wwm_prep import model as M
-from wwm_prep.errors import WwmPrepError
+from wwm_prep.check import network as M
+from wwm_prep.core.errors import WwmPrepError
 
 TOKENIZER_SHA_KEY = "wwm_prep_tokenizer_sha256"
 TOKENIZER_PATH_KEY = "wwm_prep_tokenizer_path"
@@ -75,8 +75,8 @@ class TokenizerFile:
 
 def read_tokenizer_file(path: Path) -> TokenizerFile:
     """A SentencePiece model's size, checksum and special ids (any normalizer: the model only reads ids)."""
-    from wwm_prep.shards import sha256_file
-    from wwm_prep.tokenizer import load_sentencepiece, special_ids
+    from wwm_prep.core.files import sha256_file
+    from wwm_prep.text.tokenizer import load_sentencepiece, special_ids
 
     path = Path(path)
     sp = load_sentencepiece(path)
@@ -130,7 +130,7 @@ def _model_tokenizer(declared: DeclaredModel, tokenizer: Path | None) -> tuple[s
     """The sha256 of the model's tokenizer (None: unknown) and where that knowledge comes from."""
     if tokenizer is None:
         return declared.tokenizer_sha256, "declared in its config.json"
-    from wwm_prep.shards import sha256_file
+    from wwm_prep.core.files import sha256_file
 
     if not Path(tokenizer).is_file():
         raise WwmPrepError(f"tokenizer not found: {tokenizer}")
@@ -195,7 +195,7 @@ def open_packed(data_dir: Path) -> PackedData:
 
 def read_rows(data: PackedData, n: int) -> list[dict[str, Any]]:
     """The first `n` rows in manifest order (pack shuffles within each shard, so these are a fair mix)."""
-    from wwm_prep.shards import load_schema, read_batches
+    from wwm_prep.core.shards import load_schema, read_batches
 
     rows: list[dict[str, Any]] = []
     schema = load_schema("sequence")
@@ -347,7 +347,7 @@ def run_sanity(
     log: Callable[[str], None] = _log_nothing,
 ) -> dict[str, Any]:
     """Check a model against packed data; returns a report whose `red_flags` are empty when all is well."""
-    from wwm_prep.collator import WholeWordMaskCollator
+    from wwm_prep.train.collator import WholeWordMaskCollator
 
     if batches < 1 or batch_size < 1:
         raise WwmPrepError("--batches and --batch-size must be at least 1")
@@ -515,7 +515,7 @@ def encode_masked(text: str, tokenizer_path: Path) -> MaskedText:
     """
     import sentencepiece as spm
 
-    from wwm_prep.tokenizer import special_ids
+    from wwm_prep.text.tokenizer import special_ids
 
     first = spm.SentencePieceProcessor(model_file=str(tokenizer_path))
     rest = _no_dummy_prefix(tokenizer_path)
@@ -566,7 +566,7 @@ def encode_masked(text: str, tokenizer_path: Path) -> MaskedText:
 
 def resolve_tokenizer(declared: DeclaredModel, tokenizer: Path | None) -> Path:
     """The tokenizer to read text with: `tokenizer` (checked against the declaration), else the declared one."""
-    from wwm_prep.shards import sha256_file
+    from wwm_prep.core.files import sha256_file
 
     if tokenizer is not None:
         _model_tokenizer(declared, tokenizer)  # raises if it contradicts the declaration

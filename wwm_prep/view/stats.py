@@ -22,9 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wwm_prep.errors import WwmPrepError
-from wwm_prep.shards import SCHEMA_KEY, Schema, load_schema, read_batches, sha256_file
-from wwm_prep.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
+from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.files import sha256_file
+from wwm_prep.core.shards import SCHEMA_KEY, Schema, load_schema, read_batches
+from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
 
 KINDS = {"document": "documents", "sequence": "sequences"}  # schema name → manifest kind
 PERCENTILES = (("min", 0), ("p10", 10), ("p25", 25), ("p50", 50), ("p75", 75), ("p90", 90), ("p99", 99),

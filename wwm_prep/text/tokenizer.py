@@ -13,20 +13,13 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 
-from wwm_prep.errors import WwmPrepError
-from wwm_prep.resources import resource
-from wwm_prep.shards import sha256_file
+from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.files import sha256_file
+from wwm_prep.core.resources import resource
+from wwm_prep.core.specials import find_special_ids
 
 DEFAULT_TOKENIZER = ("sample", "tokenizer", "wwm-prep-sample-unigram.model")
 SPACE_MARK = "\u2581"
-# Names of the special pieces in the SentencePiece model, and the Hugging Face form's names for them.
-SPECIAL_PIECES = {
-    "mask": ("<MASK>", "<MASK|LLM-jp>"),
-    "pad": ("<PAD>", "<PAD|LLM-jp>"),
-    "cls": ("<CLS>", "<CLS|LLM-jp>"),
-    "sep": ("<SEP>", "<SEP|LLM-jp>"),
-    "eod": ("<EOD>",),
-}
 _WHITESPACE_BYTES = frozenset(b" \t\n\r\x0b\x0c")
 
 
@@ -70,12 +63,10 @@ def _piece_tables(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarra
 
 
 def special_ids(sp: spm.SentencePieceProcessor) -> dict[str, int]:
-    """Ids of the special pieces a packer and a collator need, found by name so any llm-jp-style model works."""
-    ids = {"unk": sp.unk_id(), "bos": sp.bos_id(), "eos": sp.eos_id()}
-    for role, names in SPECIAL_PIECES.items():
-        found = [sp.piece_to_id(name) for name in names if sp.piece_to_id(name) != sp.unk_id()]
-        if found:
-            ids[role] = found[0]
+    """Ids of the special roles a SentencePiece model has (see `core.specials`); its own pad id wins if set."""
+    ids = find_special_ids(sp.unk_id(), sp.bos_id(), sp.eos_id(), sp.piece_to_id, sp.id_to_piece)
+    if sp.pad_id() >= 0:
+        ids["pad"] = sp.pad_id()
     return ids
 
 
@@ -91,19 +82,63 @@ def load_sentencepiece(model: Path) -> spm.SentencePieceProcessor:
     return sp
 
 
+@dataclass(frozen=True)
+class TokenizerFile:
+    """A SentencePiece model as a reader of ids needs it (any normalizer): its checksum, size and special ids."""
+
+    path: Path
+    sha256: str
+    sp: spm.SentencePieceProcessor
+    special_ids: dict[str, int]
+
+    @property
+    def pieces(self) -> int:
+        return int(self.sp.get_piece_size())
+
+
+def open_tokenizer(path: Path) -> TokenizerFile:
+    path = Path(path)
+    sp = load_sentencepiece(path)
+    return TokenizerFile(path, sha256_file(path), sp, special_ids(sp))
+
+
+def locate_tokenizer(recorded_path: str | None, recorded_sha256: str | None, override: Path | None, *,
+                     made_with: str, required: bool = True) -> tuple[Path | None, str]:
+    """The tokenizer model a record names: `override`, else the recorded path, checked against the recorded
+    sha256. Returns its path and a line saying where it came from; where it is not at hand, a WwmPrepError
+    (`override` given, or `required`), else None and the reason.
+
+    `made_with` completes "… is not the tokenizer …" in the error, e.g. "these shards were made with".
+    """
+    path = Path(override) if override is not None else (Path(recorded_path) if recorded_path else None)
+    if path is None or not path.is_file():
+        if override is not None:
+            raise WwmPrepError(f"tokenizer not found: {override}")
+        why = f"the recorded tokenizer is not here ({recorded_path})" if recorded_path else "no tokenizer is recorded"
+        if required:
+            raise WwmPrepError(f"{why}; give the SentencePiece model with --tokenizer")
+        return None, why
+    digest = sha256_file(path)
+    if recorded_sha256 and digest != recorded_sha256:
+        raise WwmPrepError(
+            f"{path} is not the tokenizer {made_with} (its sha256 {digest[:16]}… differs from the recorded "
+            f"{recorded_sha256[:16]}…); give that model with --tokenizer"
+        )
+    return path, f"{path} ({'sha256 matches the record' if recorded_sha256 else 'not checked: no sha256 recorded'})"
+
+
 def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
     """Load a SentencePiece `.model` for alignment; None means the small tokenizer bundled for runs with
     no download."""
-    model = Path(path) if path is not None else resource(*DEFAULT_TOKENIZER)
-    sp = load_sentencepiece(model)
+    opened = open_tokenizer(Path(path) if path is not None else resource(*DEFAULT_TOKENIZER))
+    model, sp = opened.path, opened.sp
     piece_bytes, whitespace, special, continuation = _piece_tables(sp)
     if not _keeps_text(sp, piece_bytes):
         raise WwmPrepError(
             f"{model}: this model rewrites text as it tokenizes (a normalizer such as NFKC), so token offsets "
             "cannot be mapped back to the document; wwm-prep needs the identity normalizer, as llm-jp v3 has"
         )
-    return Tokenizer(model, sha256_file(model), sp, piece_bytes, whitespace, special, continuation, special_ids(sp))
-
+    return Tokenizer(model, opened.sha256, sp, piece_bytes, whitespace, special, continuation, opened.special_ids)
 
 
 def _keeps_text(sp: spm.SentencePieceProcessor, piece_bytes: np.ndarray) -> bool:

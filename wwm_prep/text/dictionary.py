@@ -14,8 +14,8 @@ import numpy as np
 import vibrato
 import zstandard
 
-from wwm_prep.errors import WwmPrepError
-from wwm_prep.resources import resource
+from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.resources import resource
 
 DEFAULT_DICTIONARY = "unidic-lite"
 BUNDLED = {"tiny-ja": ("dictionaries", "tiny-ja")}
@@ -130,7 +130,7 @@ def load_dictionary(spec: str | Path | None = None, cache: Path | None = None) -
     elif Path(name).exists():
         path = Path(name)
     else:
-        from wwm_prep import dict_registry
+        from wwm_prep.text import registry as dict_registry
 
         try:
             path = dict_registry.resolve(name, dict_registry.cache_dir(cache))
@@ -165,7 +165,8 @@ def _compile(fmt: str, path: Path, cache: Path | None) -> vibrato.Vibrato:
         return _load_compiled(path)
     if fmt == "mecab-text":
         return _compile_text(path)
-    from wwm_prep import dict_registry, mecab_binary
+    from wwm_prep.text import registry as dict_registry
+    from wwm_prep.text import mecab_binary
 
     try:
         text_dir = mecab_binary.converted_text_dictionary(path, dict_registry.cache_dir(cache) / "converted")

@@ -21,10 +21,10 @@ import click
 import numpy as np
 import pyarrow as pa
 
-from wwm_prep.errors import WwmPrepError
-from wwm_prep.shards import read_batches
-from wwm_prep.stats import ShardSet, open_shards, piece_tables, resolve_tokenizer
-from wwm_prep.tokenizer import SPACE_MARK, Tokenizer
+from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.shards import read_batches
+from wwm_prep.view.stats import ShardSet, open_shards, piece_tables, resolve_tokenizer
+from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer
 
 DEFAULT_MAX_TOKENS = 1024
 SEPARATOR = "|"
@@ -152,7 +152,7 @@ class Masking:
 def mask_row(row: Row, tok: Tokenizer, seed: int) -> Masking:
     """What the collator does to this row: seed `seed`, epoch 0, worker 0, and the row's index as its place in
     the stream (as in an unshuffled first epoch read by one worker)."""
-    from wwm_prep.collator import IGNORE_INDEX, WholeWordMaskCollator
+    from wwm_prep.train.collator import IGNORE_INDEX, WholeWordMaskCollator
 
     collator = WholeWordMaskCollator(tok.sp, seed=seed, pad_to_multiple_of=None)
     features: dict[str, Any] = {"input_ids": row.input_ids, "word_starts": row.word_starts}

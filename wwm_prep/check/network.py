@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from wwm_prep.errors import WwmPrepError
+from wwm_prep.core.errors import WwmPrepError
 
 IGNORE_INDEX = -100  # label value of tokens that are not predicted (Hugging Face convention)
 
