@@ -1,19 +1,25 @@
-"""Shared fixtures: the real llm-jp tokenizer and corpus in ../shared (skipped cleanly where absent)."""
+"""Fixtures and helpers that several test directories share: the real llm-jp tokenizer and corpus in ../shared
+(skipped cleanly where absent), ja-sample segmented and packed once per session, and the command line."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from click.testing import CliRunner
+
+from wwm_prep.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 LLM_JP_V3 = SHARED / "tokenizers" / "llm-jp-v3" / "llm-jp-tokenizer-100k.ver3.0b1.model"
 JA_SAMPLE = SHARED / "corpora" / "ja-sample"
+SEQ_LENS = (8192, 512)  # the row lengths ja-sample is packed to once per session
 
 
 def _need(path: Path) -> Path:
@@ -51,3 +57,82 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         del os.environ["WWM_PREP_CACHE"]
     else:
         os.environ["WWM_PREP_CACHE"] = previous
+
+
+def run(*args: str) -> tuple[int, str]:
+    """`wwm-prep ARGS` in this process: exit status and output; an unexpected exception is raised."""
+    result = CliRunner().invoke(main, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def write_jsonl_gz(path: Path, lines: list[bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ja_sequences(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_jp_tokenizer_path: Path) -> dict[int, Path]:
+    """ja-sample segmented once (unidic-lite, a real UniDic; llm-jp v3.0b1 tokenizer) and packed by
+    `wwm-prep pack` into rows of each of SEQ_LENS tokens: {seq_len: sequence directory}."""
+    from wwm_prep.pipeline.pack import run_pack
+    from wwm_prep.pipeline.segment import run_segment
+
+    root = tmp_path_factory.mktemp("collator-ja-sample")
+    run_segment([str(ja_sample)], root / "documents", dictionary="unidic-lite",
+                tokenizer=str(llm_jp_tokenizer_path), workers=1, quiet=True)
+    dirs = {}
+    for seq_len in SEQ_LENS:
+        dirs[seq_len] = root / f"sequences-{seq_len}"
+        run_pack(root / "documents", dirs[seq_len], seq_len=seq_len, quiet=True)
+    return dirs
+
+
+def load_packed(seq_dir: Path, cache_dir: Path):  # noqa: ANN201 (a datasets.Dataset)
+    """The sequence shards of `seq_dir` as users open them: `datasets`, NumPy format."""
+    import datasets
+
+    ds = datasets.load_dataset("arrow", data_files=str(seq_dir / "*.arrow"), split="train", cache_dir=str(cache_dir))
+    return ds.with_format("numpy")
+
+
+@pytest.fixture(scope="session")
+def real_rows_8192(ja_sequences: dict[int, Path], tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, np.ndarray]]:
+    """Every 8,192-token row of packed ja-sample, as `datasets` hands rows to a collator."""
+    return list(load_packed(ja_sequences[8192], tmp_path_factory.mktemp("hf-cache")))
+
+
+@pytest.fixture(scope="session")
+def real_rows_512(ja_sequences: dict[int, Path], tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, np.ndarray]]:
+    """Every 512-token row of packed ja-sample, as `datasets` hands rows to a collator."""
+    return list(load_packed(ja_sequences[512], tmp_path_factory.mktemp("hf-cache")))
+
+
+@pytest.fixture(scope="session")
+def ja_docs(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_jp_tokenizer_path: Path) -> Path:
+    """ja-sample segmented once with the real llm-jp tokenizer (the small bundled dictionary: pack does not care)."""
+    from wwm_prep.pipeline.segment import run_segment
+
+    out = tmp_path_factory.mktemp("ja-docs")
+    run_segment([str(ja_sample)], out, dictionary="tiny-ja", tokenizer=str(llm_jp_tokenizer_path), quiet=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ja_pack(tmp_path_factory: pytest.TempPathFactory, ja_docs: Path) -> Callable[..., Path]:
+    """Pack ja-sample with the given options, once per distinct set of options."""
+    from wwm_prep.pipeline.pack import run_pack
+
+    done: dict[tuple, Path] = {}
+
+    def pack(seq_len: int, strategy: str = "best-fit", **options: object) -> Path:
+        key = (seq_len, strategy, repr(sorted(options.items())))
+        if key not in done:
+            done[key] = tmp_path_factory.mktemp(f"ja-seq-{seq_len}-{strategy}")
+            run_pack(ja_docs, done[key], seq_len=seq_len, strategy=strategy, quiet=True, **options)
+        return done[key]
+
+    return pack

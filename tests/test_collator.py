@@ -20,55 +20,11 @@ from wwm_prep.train.collator import IGNORE_INDEX, WholeWordMaskCollator, select_
 REPO = Path(__file__).resolve().parents[1]
 MASK, PAD, CLS, SEP = 3, 4, 5, 6
 N_SPECIAL = 8  # llm-jp v3: ids 0..7 are <unk> and control pieces
-SEQ_LENS = (8192, 512)
 
 
 # --------------------------------------------------------------------------------------------------
 # Real packed rows: ja-sample (../shared) through segment and pack
 # --------------------------------------------------------------------------------------------------
-
-_SEQUENCES: dict[str, dict[int, Path]] = {}  # one segment run per session, even where the fixture is imported
-
-
-@pytest.fixture(scope="session")
-def ja_sequences(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_jp_tokenizer_path: Path) -> dict[int, Path]:
-    """ja-sample segmented once (unidic-lite, a real UniDic; llm-jp v3.0b1 tokenizer) and packed by
-    `wwm-prep pack` into rows of each of SEQ_LENS tokens: {seq_len: sequence directory}."""
-    key = f"{ja_sample}|{llm_jp_tokenizer_path}"
-    if key not in _SEQUENCES:
-        from wwm_prep.pipeline.pack import run_pack
-        from wwm_prep.pipeline.segment import run_segment
-
-        root = tmp_path_factory.mktemp("collator-ja-sample")
-        run_segment([str(ja_sample)], root / "documents", dictionary="unidic-lite",
-                    tokenizer=str(llm_jp_tokenizer_path), workers=1, quiet=True)
-        dirs = {}
-        for seq_len in SEQ_LENS:
-            dirs[seq_len] = root / f"sequences-{seq_len}"
-            run_pack(root / "documents", dirs[seq_len], seq_len=seq_len, quiet=True)
-        _SEQUENCES[key] = dirs
-    return _SEQUENCES[key]
-
-
-def load_packed(seq_dir: Path, cache_dir: Path):  # noqa: ANN201 (a datasets.Dataset)
-    """The sequence shards of `seq_dir` as users open them: `datasets`, NumPy format."""
-    import datasets
-
-    ds = datasets.load_dataset("arrow", data_files=str(seq_dir / "*.arrow"), split="train", cache_dir=str(cache_dir))
-    return ds.with_format("numpy")
-
-
-@pytest.fixture(scope="session")
-def real_rows_8192(ja_sequences: dict[int, Path], tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, np.ndarray]]:
-    """Every 8,192-token row of packed ja-sample, as `datasets` hands rows to a collator."""
-    return list(load_packed(ja_sequences[8192], tmp_path_factory.mktemp("hf-cache")))
-
-
-@pytest.fixture(scope="session")
-def real_rows_512(ja_sequences: dict[int, Path], tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, np.ndarray]]:
-    """Every 512-token row of packed ja-sample, as `datasets` hands rows to a collator."""
-    return list(load_packed(ja_sequences[512], tmp_path_factory.mktemp("hf-cache")))
-
 
 # --------------------------------------------------------------------------------------------------
 # Independent reference computations used by the checks

@@ -15,10 +15,9 @@ from tests.test_collator import (  # noqa: E402
     IGNORE_INDEX,
     N_SPECIAL,
     check_batch,
-    ja_sequences,  # noqa: F401  (a fixture: ja-sample through segment and pack, once per session)
-    load_packed,
     make_packed_row,
 )
+from tests.conftest import load_packed  # noqa: E402
 from wwm_prep import WholeWordMaskCollator  # noqa: E402
 
 VOCAB = 300

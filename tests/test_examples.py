@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_segment import run
+from tests.conftest import run
 from wwm_prep.core.resources import resource
 
 REPO = Path(__file__).resolve().parents[1]

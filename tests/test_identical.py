@@ -16,9 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.test_collator import ja_sequences  # noqa: F401 (fixture)
-from tests.test_pack import ja_docs, ja_pack  # noqa: F401 (fixtures)
-
 GOLDEN = Path(__file__).parent / "golden" / "ja-sample.json"
 
 

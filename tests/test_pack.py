@@ -171,29 +171,6 @@ def doc(n: int, plain: int, ws: list[int] | None = None) -> tuple[list[int], lis
 # ---------------------------------------------------------------------------------------------- real data
 
 
-@pytest.fixture(scope="session")
-def ja_docs(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_jp_tokenizer_path: Path) -> Path:
-    """ja-sample segmented once with the real llm-jp tokenizer (the small bundled dictionary: pack does not care)."""
-    out = tmp_path_factory.mktemp("ja-docs")
-    run_segment([str(ja_sample)], out, dictionary="tiny-ja", tokenizer=str(llm_jp_tokenizer_path), quiet=True)
-    return out
-
-
-@pytest.fixture(scope="session")
-def ja_pack(tmp_path_factory: pytest.TempPathFactory, ja_docs: Path) -> Callable[..., Path]:
-    """Pack ja-sample with the given options, once per distinct set of options."""
-    done: dict[tuple, Path] = {}
-
-    def pack(seq_len: int, strategy: str = "best-fit", **options: object) -> Path:
-        key = (seq_len, strategy, repr(sorted(options.items())))
-        if key not in done:
-            done[key] = tmp_path_factory.mktemp(f"ja-seq-{seq_len}-{strategy}")
-            run_pack(ja_docs, done[key], seq_len=seq_len, strategy=strategy, quiet=True, **options)
-        return done[key]
-
-    return pack
-
-
 @pytest.mark.shared
 @pytest.mark.parametrize("seq_len,strategy", [(8192, "best-fit"), (4096, "best-fit"), (4096, "greedy")])
 def test_every_token_once_in_order_no_group_split(ja_docs: Path, ja_pack, seq_len: int, strategy: str) -> None:

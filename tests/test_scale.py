@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.test_segment import run, write_jsonl_gz
+from tests.conftest import run, write_jsonl_gz
 from wwm_prep.cli import main
 from wwm_prep.core.resources import resource
 from wwm_prep.core.shards import load_schema, read_batches

@@ -11,28 +11,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import zstandard
-from click.testing import CliRunner
 
-from wwm_prep.cli import main
 from wwm_prep.core.resources import resource
 from wwm_prep.core.files import sha256_file
 from wwm_prep.core.shards import load_schema, read_batches
 
+from tests.conftest import run, write_jsonl_gz
+
 SAMPLE = resource("sample", "corpus")
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
-
-
-def write_jsonl_gz(path: Path, lines: list[bytes]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wb") as f:
-        f.write(b"\n".join(lines) + b"\n")
-    return path
 
 
 def read_shard(path: Path) -> pa.Table:
