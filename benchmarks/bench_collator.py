@@ -54,15 +54,15 @@ def packed_rows(corpus: Path, model: Path, shapes: list[tuple[int, int]], work: 
     """The first rows of each shape from `segment` + `pack` output, as `datasets` (NumPy format) gives them."""
     import datasets
 
-    from wwm_prep.pipeline.pack import run_pack
-    from wwm_prep.pipeline.segment import run_segment
+    from wwm_prep.pipeline.pack import PackConfig, run_pack
+    from wwm_prep.pipeline.segment import SegmentConfig, run_segment
 
     datasets.disable_progress_bars()
-    run_segment([str(corpus)], work / "documents", dictionary="tiny-ja", tokenizer=str(model), workers=1, quiet=True)
+    run_segment([str(corpus)], work / "documents", SegmentConfig(dictionary="tiny-ja", tokenizer=str(model)), quiet=True)
     batches = {}
     for n_rows, seq_len in shapes:
         out = work / f"sequences-{seq_len}"
-        run_pack(work / "documents", out, seq_len=seq_len, quiet=True)
+        run_pack(work / "documents", out, PackConfig(seq_len=seq_len), quiet=True)
         ds = datasets.load_dataset("arrow", data_files=str(out / "*.arrow"), split="train",
                                    cache_dir=str(work / "hf-cache")).with_format("numpy")
         batches[(n_rows, seq_len)] = [ds[i] for i in range(min(n_rows, len(ds)))]

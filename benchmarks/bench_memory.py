@@ -75,8 +75,8 @@ with open("/proc/self/clear_refs", "w") as f:
 wall, cpu = time.perf_counter(), time.process_time()
 sampler = threading.Thread(target=sample, args=(wall,), daemon=True)
 sampler.start()
-manifest = segment.run_segment([corpus], Path(out), dictionary=dic or None, tokenizer=tok or None,
-                               workers=1, quiet=True)
+manifest = segment.run_segment([corpus], Path(out), segment.SegmentConfig(dictionary=dic or None, tokenizer=tok or None),
+                               quiet=True)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 stop.set()
 sampler.join()
@@ -84,7 +84,7 @@ peak = status("VmHWM:")
 trace = [max((r for t, r in samples if t <= wall * q / 10), default=None) for q in range(1, 11)]
 print(json.dumps({"after_dict": after_dict, "after_load": after_load, "load_peak": load_peak, "peak": peak,
                   "end": status("VmRSS:"), "wall": wall, "cpu": cpu, "trace": trace,
-                  "totals": manifest["totals"], "failed": manifest["failed"]}))
+                  "totals": manifest.totals, "failed": manifest.failed}))
 """
 
 # One step of segmentation on the long document alone, in a fresh process: the resident memory it adds.

@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
-from wwm_prep.pipeline.pack import run_pack  # noqa: E402
-from wwm_prep.pipeline.segment import run_segment  # noqa: E402
+from wwm_prep.pipeline.pack import PackConfig, run_pack  # noqa: E402
+from wwm_prep.pipeline.segment import SegmentConfig, run_segment  # noqa: E402
 
 
 # The child reports its own high-water mark: VmHWM starts afresh at exec, whereas ru_maxrss (getrusage,
@@ -60,18 +60,17 @@ def main() -> None:
         root = Path(tmp)
         segment_seconds = []
         for i in range(args.repeats):
-            manifest = run_segment([str(corpus)], root / f"docs{i}", dictionary=args.dict,
-                                   tokenizer=str(args.tokenizer) if args.tokenizer else None, quiet=True)
-            segment_seconds.append(sum(u["seconds"] for u in manifest["units"].values()))
+            manifest = run_segment([str(corpus)], root / f"docs{i}", SegmentConfig(dictionary=args.dict, tokenizer=str(args.tokenizer) if args.tokenizer else None), quiet=True)
+            segment_seconds.append(sum(u["seconds"] for u in manifest.units.values()))
         docs = root / "docs0"
-        tokens = manifest["totals"]["tokens"]
-        print(f"corpus {corpus}: {manifest['totals']['documents']:,} documents, {tokens:,} tokens; "
-              f"dictionary {args.dict}, tokenizer {Path(manifest['config']['tokenizer']['path']).name}")
+        tokens = manifest.totals["tokens"]
+        print(f"corpus {corpus}: {manifest.totals['documents']:,} documents, {tokens:,} tokens; "
+              f"dictionary {args.dict}, tokenizer {Path(manifest.config.tokenizer.path).name}")
 
         pack_seconds = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            run_pack(docs, root / "seq", seq_len=8192, quiet=True)
+            run_pack(docs, root / "seq", PackConfig(seq_len=8192), quiet=True)
             pack_seconds.append(time.perf_counter() - start)
         seg_rate, pack_rate = tokens / min(segment_seconds), tokens / min(pack_seconds)
         print(f"segment  {min(segment_seconds):7.3f} s  {seg_rate / 1e6:7.2f} M tokens/s  (per-file work only)")
@@ -81,7 +80,7 @@ def main() -> None:
         print("\npeak RSS of `wwm-prep pack --seq-len 8192` in a fresh process; memory holds the window of pieces "
               "and one shard of rows (5 bytes a token), so it is flat once a shard fills:")
         print(f"  imports only                          {peak_rss_mib(IMPORTS_ONLY):7.1f} MiB")
-        tenfold = ",".join(f"{s}=10" for s in sorted({u["subset"] for u in manifest["units"].values()}))
+        tenfold = ",".join(f"{s}=10" for s in sorted({u["subset"] for u in manifest.units.values()}))
         for shard_rows in (2048, 256):
             for label, weights in (("1x input", []), ("10x input", ["--subset-weights", tenfold])):
                 out = root / f"rss-{shard_rows}-{label.split()[0]}"
@@ -97,8 +96,7 @@ def main() -> None:
         for seq_len in (8192, 4096):
             figures = []
             for strategy in ("best-fit", "greedy"):
-                totals = run_pack(docs, root / f"eff-{seq_len}-{strategy}", seq_len=seq_len, strategy=strategy,
-                                  quiet=True)["totals"]
+                totals = run_pack(docs, root / f"eff-{seq_len}-{strategy}", PackConfig(seq_len=seq_len, strategy=strategy), quiet=True).totals
                 figures.append(f"{strategy} {100 * totals['efficiency']:.2f} % ({totals['rows']:,} rows)")
             print(f"  {seq_len}: " + ", ".join(figures) + f"; {totals['pieces']:,} pieces, "
                   f"{totals['cut_documents']:,} documents cut, {totals['group_splits']} groups split")

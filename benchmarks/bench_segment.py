@@ -60,14 +60,14 @@ CHILD = """
 import json, sys
 from pathlib import Path
 from wwm_prep.text.dictionary import load_dictionary
-from wwm_prep.pipeline.segment import run_segment
+from wwm_prep.pipeline.segment import SegmentConfig, run_segment
 corpus, out, dic, tok = sys.argv[1:5]
 load_dictionary(dic or None)
 def status(key):
     return int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith(key))) / 1024
 loaded = status("VmRSS:")
 open("/proc/self/clear_refs", "w").write("5")
-run_segment([corpus], Path(out), dictionary=dic or None, tokenizer=tok or None, workers=1, quiet=True)
+run_segment([corpus], Path(out), SegmentConfig(dictionary=dic or None, tokenizer=tok or None), quiet=True)
 print(json.dumps({"after_load": loaded, "peak": status("VmHWM:")}))
 """
 

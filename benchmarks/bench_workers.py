@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO))
 from wwm_prep.pipeline import segment as segment_module# noqa: E402
 from wwm_prep.pipeline.corpus import discover, open_binary  # noqa: E402
 from wwm_prep.text.dictionary import load_dictionary  # noqa: E402
-from wwm_prep.pipeline.segment import SegmentStage, run_segment  # noqa: E402
+from wwm_prep.pipeline.executor import LocalExecutor  # noqa: E402
+from wwm_prep.pipeline.segment import SegmentConfig, SegmentStage, run_segment  # noqa: E402
 
 
 def status_mib(key: str, path: str = "/proc/self/status") -> float:
@@ -76,13 +77,11 @@ def main() -> None:
         seconds = {}
         for workers in (1, 2):
             start = time.perf_counter()
-            manifest = run_segment([str(corpus)], Path(tmp) / f"out{workers}", dictionary=args.dict,
-                                   tokenizer=str(args.tokenizer) if args.tokenizer else None, workers=workers,
-                                   quiet=True)
+            manifest = run_segment([str(corpus)], Path(tmp) / f"out{workers}", SegmentConfig(dictionary=args.dict, tokenizer=str(args.tokenizer) if args.tokenizer else None), executor=LocalExecutor(workers), quiet=True)
             seconds[workers] = time.perf_counter() - start
             peaks: dict[int, float] = {}
             pss: dict[int, float] = {}
-            for unit in manifest["units"].values():
+            for unit in manifest.units.values():
                 peaks[unit["pid"]] = max(peaks.get(unit["pid"], 0.0), unit["peak_mib"])
                 pss[unit["pid"]] = max(pss.get(unit["pid"], 0.0), unit["pss_mib"])
             print(f"{workers} worker(s): {seconds[workers]:.2f} s, {megabytes / seconds[workers]:.2f} MB/s; "

@@ -78,16 +78,15 @@ def write_jsonl_gz(path: Path, lines: list[bytes]) -> Path:
 def ja_sequences(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_jp_tokenizer_path: Path) -> dict[int, Path]:
     """ja-sample segmented once (unidic-lite, a real UniDic; llm-jp v3.0b1 tokenizer) and packed by
     `wwm-prep pack` into rows of each of SEQ_LENS tokens: {seq_len: sequence directory}."""
-    from wwm_prep.pipeline.pack import run_pack
-    from wwm_prep.pipeline.segment import run_segment
+    from wwm_prep.pipeline.pack import PackConfig, run_pack
+    from wwm_prep.pipeline.segment import SegmentConfig, run_segment
 
     root = tmp_path_factory.mktemp("collator-ja-sample")
-    run_segment([str(ja_sample)], root / "documents", dictionary="unidic-lite",
-                tokenizer=str(llm_jp_tokenizer_path), workers=1, quiet=True)
+    run_segment([str(ja_sample)], root / "documents", SegmentConfig(dictionary="unidic-lite", tokenizer=str(llm_jp_tokenizer_path)), quiet=True)
     dirs = {}
     for seq_len in SEQ_LENS:
         dirs[seq_len] = root / f"sequences-{seq_len}"
-        run_pack(root / "documents", dirs[seq_len], seq_len=seq_len, quiet=True)
+        run_pack(root / "documents", dirs[seq_len], PackConfig(seq_len=seq_len), quiet=True)
     return dirs
 
 
@@ -114,17 +113,17 @@ def real_rows_512(ja_sequences: dict[int, Path], tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 def ja_docs(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_jp_tokenizer_path: Path) -> Path:
     """ja-sample segmented once with the real llm-jp tokenizer (the small bundled dictionary: pack does not care)."""
-    from wwm_prep.pipeline.segment import run_segment
+    from wwm_prep.pipeline.segment import SegmentConfig, run_segment
 
     out = tmp_path_factory.mktemp("ja-docs")
-    run_segment([str(ja_sample)], out, dictionary="tiny-ja", tokenizer=str(llm_jp_tokenizer_path), quiet=True)
+    run_segment([str(ja_sample)], out, SegmentConfig(dictionary="tiny-ja", tokenizer=str(llm_jp_tokenizer_path)), quiet=True)
     return out
 
 
 @pytest.fixture(scope="session")
 def ja_pack(tmp_path_factory: pytest.TempPathFactory, ja_docs: Path) -> Callable[..., Path]:
     """Pack ja-sample with the given options, once per distinct set of options."""
-    from wwm_prep.pipeline.pack import run_pack
+    from wwm_prep.pipeline.pack import PackConfig, run_pack
 
     done: dict[tuple, Path] = {}
 
@@ -132,7 +131,7 @@ def ja_pack(tmp_path_factory: pytest.TempPathFactory, ja_docs: Path) -> Callable
         key = (seq_len, strategy, repr(sorted(options.items())))
         if key not in done:
             done[key] = tmp_path_factory.mktemp(f"ja-seq-{seq_len}-{strategy}")
-            run_pack(ja_docs, done[key], seq_len=seq_len, strategy=strategy, quiet=True, **options)
+            run_pack(ja_docs, done[key], PackConfig(seq_len=seq_len, strategy=strategy, **options), quiet=True)
         return done[key]
 
     return pack

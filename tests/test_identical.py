@@ -22,10 +22,10 @@ GOLDEN = Path(__file__).parent / "golden" / "ja-sample.json"
 @pytest.fixture(scope="module")
 def sample_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from wwm_prep.core.resources import resource
-    from wwm_prep.pipeline.segment import run_segment
+    from wwm_prep.pipeline.segment import SegmentConfig, run_segment
 
     out = tmp_path_factory.mktemp("sample-docs")
-    run_segment([str(resource("sample", "corpus"))], out, dictionary="tiny-ja", workers=1, quiet=True)
+    run_segment([str(resource("sample", "corpus"))], out, SegmentConfig(dictionary="tiny-ja"), quiet=True)
     return out
 
 

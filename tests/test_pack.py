@@ -15,19 +15,11 @@ from click.testing import CliRunner
 
 from wwm_prep import cli
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.pipeline.pack import (
-    DEFAULT_SHARD_ROWS,
-    DEFAULT_WINDOW,
-    STRATEGIES,
-    Piece,
-    best_fit,
-    greedy,
-    load_sentence_ends,
-    parse_subset_weights,
-    run_pack,
-)
+from wwm_prep.pipeline.pack import DEFAULT_SHARD_ROWS, DEFAULT_WINDOW, PackConfig, parse_subset_weights, run_pack
+from wwm_prep.pipeline.packing import STRATEGIES, Piece, best_fit, greedy, load_sentence_ends
 from wwm_prep.pipeline.segment import run_segment
 from wwm_prep.core.files import sha256_file, write_json_atomic
+from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
 from wwm_prep.text.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
 
@@ -140,15 +132,12 @@ def write_documents(root: Path, subsets: dict[str, list[tuple[list[int], list[in
             digest = writer.close()
         units[unit] = {"shard": f"{unit}.arrow", "sha256": digest, "subset": subset, "source": source,
                        "documents": len(docs), "tokens": sum(len(d[0]) for d in docs)}
-    write_json_atomic(root / "manifest.json", {
-        "kind": "documents",
-        "config": {"stage": "segment", "tokenizer": {
-            "path": tokenizer_path or str(SAMPLE_MODEL), "sha256": tok.sha256, "vocab_size": tok.vocab_size,
-            "special_ids": tok.special_ids if special_ids is None else special_ids}},
-        "units": units,
-        "totals": {},
-        "failed": [],
-    })
+    schema = load_schema("document")
+    record = TokenizerRecord(tok.sha256, tok.special_ids if special_ids is None else special_ids,
+                             tokenizer_path or str(SAMPLE_MODEL), tok.vocab_size)
+    hand_made = {"name": "hand-made", "sha256": "0" * 64, "ignore_space": True, "max_grouping_len": 24}
+    DocumentManifest(DocumentConfig(schema_ref(schema.name, schema.version), hand_made, record), inputs=[],
+                     units=units, totals={}).write(root)
     return root
 
 
@@ -197,8 +186,8 @@ def test_best_fit_fills_99_percent(ja_pack, seq_len: int) -> None:
 @pytest.mark.shared
 def test_same_inputs_and_seed_give_identical_shards(ja_docs: Path, ja_pack, tmp_path: Path) -> None:
     first = ja_pack(4096, shard_rows=500)
-    run_pack(ja_docs, tmp_path / "again", seq_len=4096, shard_rows=500, quiet=True)
-    run_pack(ja_docs, tmp_path / "seed1", seq_len=4096, shard_rows=500, seed=1, quiet=True)
+    run_pack(ja_docs, tmp_path / "again", PackConfig(seq_len=4096, shard_rows=500), quiet=True)
+    run_pack(ja_docs, tmp_path / "seed1", PackConfig(seq_len=4096, shard_rows=500, seed=1), quiet=True)
     names = sorted(p.name for p in first.glob("*.arrow"))
     assert len(names) == 3 and names == sorted(p.name for p in (tmp_path / "again").glob("*.arrow"))
     for name in names:
@@ -251,27 +240,27 @@ def test_cut_prefers_a_close_sentence_end(tmp_path: Path, plain: int) -> None:
     line[0][1010] = newline  # a newline starts the group it joins (as segment makes it): cut before it
     line[1][1011] = 0
     docs = write_documents(tmp_path / "docs", {"ja_wiki": [near, far, line]})
-    manifest = run_pack(docs, tmp_path / "out", seq_len=1024, quiet=True)
+    manifest = run_pack(docs, tmp_path / "out", PackConfig(seq_len=1024), quiet=True)
     source = "ja/ja_wiki/train_0.jsonl.gz"
     assert pieces_of(tmp_path / "out") == {
         ("ja_wiki", source, 1, 0): [1000, 500], ("ja_wiki", source, 2, 0): [1022, 478],
         ("ja_wiki", source, 3, 0): [1010, 490]}
-    assert manifest["totals"]["sentence_cuts"] == 2 and manifest["totals"]["cut_documents"] == 3
+    assert manifest.totals["sentence_cuts"] == 2 and manifest.totals["cut_documents"] == 3
     check_conservation(docs, tmp_path / "out")
 
 
 def test_cut_only_at_group_starts(tmp_path: Path, plain: int) -> None:
     ws = [1 if i % 50 == 0 else 0 for i in range(300)]  # groups of 50 tokens
     docs = write_documents(tmp_path / "docs", {"kaken": [doc(300, plain, ws)]})
-    run_pack(docs, tmp_path / "out", seq_len=128, quiet=True)
+    run_pack(docs, tmp_path / "out", PackConfig(seq_len=128), quiet=True)
     assert list(pieces_of(tmp_path / "out").values()) == [[100, 100, 100]]
     check_conservation(docs, tmp_path / "out")
 
 
 def test_a_group_longer_than_a_row_is_split_and_counted(tmp_path: Path, plain: int) -> None:
     docs = write_documents(tmp_path / "docs", {"ja_cc": [doc(150, plain, [1] + [0] * 149), doc(10, plain)]})
-    manifest = run_pack(docs, tmp_path / "out", seq_len=64, quiet=True)
-    assert manifest["totals"]["group_splits"] == 2
+    manifest = run_pack(docs, tmp_path / "out", PackConfig(seq_len=64), quiet=True)
+    assert manifest.totals["group_splits"] == 2
     assert sorted(pieces_of(tmp_path / "out").values()) == [[10], [62, 62, 26]]
     check_conservation(docs, tmp_path / "out")  # every piece still starts a group in its row
 
@@ -281,18 +270,18 @@ def test_without_the_tokenizer_model_cuts_at_group_edges_and_says_so(tmp_path: P
     near = doc(1500, plain)
     near[0][999] = load_tokenizer(SAMPLE_MODEL).sp.piece_to_id("。")
     docs = write_documents(tmp_path / "docs", {"ja_wiki": [near]}, tokenizer_path=str(tmp_path / "moved.model"))
-    manifest = run_pack(docs, tmp_path / "out", seq_len=1024, quiet=True)
-    assert manifest["config"]["sentence_ends"]["used"] is False and "group edges only" in capsys.readouterr().err
+    manifest = run_pack(docs, tmp_path / "out", PackConfig(seq_len=1024), quiet=True)
+    assert manifest.config.sentence_ends["used"] is False and "group edges only" in capsys.readouterr().err
     assert list(pieces_of(tmp_path / "out").values()) == [[1022, 478]]
-    manifest = run_pack(docs, tmp_path / "out", seq_len=1024, tokenizer=SAMPLE_MODEL, quiet=True)
-    assert manifest["config"]["sentence_ends"]["used"] is True
+    manifest = run_pack(docs, tmp_path / "out", PackConfig(seq_len=1024, tokenizer=SAMPLE_MODEL), quiet=True)
+    assert manifest.config.sentence_ends["used"] is True
     assert list(pieces_of(tmp_path / "out").values()) == [[1000, 500]]
     other = tmp_path / "other.model"
     other.write_bytes(b"not the model")
     with pytest.raises(WwmPrepError, match="not the tokenizer the documents were segmented with"):
-        run_pack(docs, tmp_path / "out", seq_len=1024, tokenizer=other, quiet=True)
+        run_pack(docs, tmp_path / "out", PackConfig(seq_len=1024, tokenizer=other), quiet=True)
     with pytest.raises(WwmPrepError, match="tokenizer not found"):
-        run_pack(docs, tmp_path / "out", seq_len=1024, tokenizer=tmp_path / "nowhere.model", quiet=True)
+        run_pack(docs, tmp_path / "out", PackConfig(seq_len=1024, tokenizer=tmp_path / "nowhere.model"), quiet=True)
 
 
 # ---------------------------------------------------------------------------------------------- packing
@@ -334,17 +323,17 @@ def test_greedy_keeps_stream_order() -> None:
 def test_subset_weights_repeat_and_subsample(tmp_path: Path, plain: int) -> None:
     docs = write_documents(tmp_path / "docs", {"ja_wiki": [doc(20 + i, plain) for i in range(40)],
                                                "kaken": [doc(30 + i, plain) for i in range(40)]})
-    manifest = run_pack(docs, tmp_path / "out", seq_len=256, subset_weights={"ja_wiki": 2, "kaken": 0.5}, quiet=True)
+    manifest = run_pack(docs, tmp_path / "out", PackConfig(seq_len=256, subset_weights={"ja_wiki": 2, "kaken": 0.5}), quiet=True)
     keys = list(pieces_of(tmp_path / "out"))
     wiki = sorted(k[2:] for k in keys if k[0] == "ja_wiki")
     assert wiki == sorted((line, copy) for line in range(1, 41) for copy in (0, 1))
     kaken = [k for k in keys if k[0] == "kaken"]
     assert all(k[3] == 0 for k in kaken) and 10 < len(kaken) < 30
-    assert manifest["subsets"]["kaken"]["documents"] == len(kaken)
-    assert manifest["totals"]["dropped_documents"] == 40 - len(kaken)
-    assert manifest["config"]["subset_weights"] == {"ja_wiki": 2, "kaken": 0.5}
-    again = run_pack(docs, tmp_path / "again", seq_len=256, subset_weights={"ja_wiki": 2, "kaken": 0.5}, quiet=True)
-    assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in manifest["shards"]]
+    assert manifest.subsets["kaken"]["documents"] == len(kaken)
+    assert manifest.totals["dropped_documents"] == 40 - len(kaken)
+    assert manifest.config.subset_weights == {"ja_wiki": 2, "kaken": 0.5}
+    again = run_pack(docs, tmp_path / "again", PackConfig(seq_len=256, subset_weights={"ja_wiki": 2, "kaken": 0.5}), quiet=True)
+    assert [s["sha256"] for s in again.shards] == [s["sha256"] for s in manifest.shards]
 
 
 def test_parse_subset_weights() -> None:
@@ -368,32 +357,32 @@ def test_refuses_bad_input_clearly(tmp_path: Path, plain: int) -> None:
         (dict(seq_len=128, subset_weights={"kaken": 0}), "no documents to pack"),
     ]
     for options, message in cases:
-        options.setdefault("docs_dir", docs)
+        docs_dir = options.pop("docs_dir", docs)
         with pytest.raises(WwmPrepError, match=message):
-            run_pack(out_dir=tmp_path / "out", quiet=True, **options)
+            run_pack(docs_dir, tmp_path / "out", PackConfig(**options), quiet=True)
     no_cls = write_documents(tmp_path / "no-cls", {"kaken": [doc(10, plain)]}, special_ids={"pad": 4, "sep": 6})
     with pytest.raises(WwmPrepError, match="<CLS>"):
-        run_pack(no_cls, tmp_path / "out", seq_len=128, quiet=True)
+        run_pack(no_cls, tmp_path / "out", PackConfig(seq_len=128), quiet=True)
     with open(docs / "kaken--train_0.arrow", "ab") as f:
         f.write(b"\0")
     with pytest.raises(WwmPrepError, match="has changed since"):
-        run_pack(docs, tmp_path / "out", seq_len=128, quiet=True)
+        run_pack(docs, tmp_path / "out", PackConfig(seq_len=128), quiet=True)
 
 
 def test_output_directory_is_replaced_but_never_foreign(tmp_path: Path, plain: int) -> None:
     docs = write_documents(tmp_path / "docs", {"kaken": [doc(100, plain) for _ in range(10)]})
     out = tmp_path / "out"
-    assert len(run_pack(docs, out, seq_len=128, shard_rows=1, quiet=True)["shards"]) == 10
-    manifest = run_pack(docs, out, seq_len=128, quiet=True)
+    assert len(run_pack(docs, out, PackConfig(seq_len=128, shard_rows=1), quiet=True).shards) == 10
+    manifest = run_pack(docs, out, PackConfig(seq_len=128), quiet=True)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "sequences-00000.arrow"]
-    assert manifest["shards"][0]["sha256"] == sha256_file(out / "sequences-00000.arrow")
-    assert manifest["documents"]["manifest_sha256"] == sha256_file(docs / "manifest.json")
+    assert manifest.shards[0]["sha256"] == sha256_file(out / "sequences-00000.arrow")
+    assert manifest.documents["manifest_sha256"] == sha256_file(docs / "manifest.json")
     for foreign in (docs, tmp_path):
         with pytest.raises(WwmPrepError):
-            run_pack(docs, foreign, seq_len=128, quiet=True)
+            run_pack(docs, foreign, PackConfig(seq_len=128), quiet=True)
     (out / "notes.txt").write_text("mine")
     with pytest.raises(WwmPrepError, match="notes.txt"):
-        run_pack(docs, out, seq_len=128, quiet=True)
+        run_pack(docs, out, PackConfig(seq_len=128), quiet=True)
 
 
 # ---------------------------------------------------------------------------------------------- command line

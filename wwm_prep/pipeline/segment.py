@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from wwm_prep import __version__
+from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.files import read_json, sha256_file, write_json_atomic
+from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
+from wwm_prep.core.shards import ShardWriter, load_schema
 from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
 from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
-from wwm_prep.pipeline.executor import run_local, run_ray, slice_units
+from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, ProgressDisplay
 from wwm_prep.text.dictionary import DEFAULT_DICTIONARY, Dictionary, load_dictionary
-from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import sha256_file, write_json_atomic
-from wwm_prep.core.shards import ShardWriter, load_schema
 from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
 
 COUNTS = ("documents", "characters", "words", "tokens", "groups", "empty", "rejects", "exact_path", "not_reversible")
@@ -191,36 +191,27 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
     }
 
 
-def _config(dictionary: Dictionary, tokenizer: Tokenizer) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SegmentConfig:
+    """What a segment run makes its shards with, built once (by the command line) and passed down whole."""
+
+    dictionary: str | None = None  # a registered name, a dictionary directory or file; None: the default
+    tokenizer: str | None = None  # a SentencePiece .model; None: the bundled sample model
+    subsets: tuple[str, ...] | None = None  # subsets to take from corpus roots; None: all
+    cache: Path | None = None  # where dictionaries are converted and fetched to
+    overwrite: bool = False  # redo every unit, even of an output made with another configuration
+
+
+def _document_config(dictionary: Dictionary, tokenizer: Tokenizer) -> DocumentConfig:
     schema = load_schema("document")
-    return {
-        "stage": "segment",
-        "schema": {"name": schema.name, "version": schema.version},
-        "dictionary": dictionary.describe(),
-        "tokenizer": {
-            "path": str(tokenizer.path),
-            "sha256": tokenizer.sha256,
-            "vocab_size": tokenizer.vocab_size,
-            "special_ids": tokenizer.special_ids,
-        },
-    }
-
-
-def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Paths may differ between machines; what the output depends on is the hashes and the schema."""
-
-    def key(c: dict[str, Any]) -> tuple[Any, ...]:
-        return (c["stage"], c["schema"], c["dictionary"]["sha256"], c["dictionary"]["ignore_space"],
-                c["dictionary"]["max_grouping_len"], c["tokenizer"]["sha256"])
-
-    return key(a) == key(b)
+    record = TokenizerRecord(tokenizer.sha256, tokenizer.special_ids, str(tokenizer.path), tokenizer.vocab_size)
+    return DocumentConfig(schema_ref(schema.name, schema.version), dictionary.describe(), record)
 
 
 def _completed(out_dir: Path, unit: InputFile) -> dict[str, Any] | None:
-    report_path = out_dir / "units" / f"{unit.unit}.json"
-    if not report_path.is_file():
+    report = read_json(out_dir / "units" / f"{unit.unit}.json")
+    if not isinstance(report, dict):
         return None
-    report = json.loads(report_path.read_text(encoding="utf-8"))
     shard = out_dir / report["shard"]
     if report.get("source") != unit.source or not shard.is_file() or sha256_file(shard) != report["sha256"]:
         return None
@@ -232,9 +223,7 @@ class SegmentStage:
     """One unit = one input file; prepared once per worker process (the dictionary is the cost)."""
 
     out_dir: Path
-    dictionary: str | None
-    tokenizer: str | None
-    cache: Path | None
+    config: SegmentConfig
     counters: Counters | None = None  # shared with forked workers, for the progress display
     segmenter: Segmenter | None = None
 
@@ -243,7 +232,8 @@ class SegmentStage:
 
     def prepare(self) -> None:
         if self.segmenter is None:
-            self.segmenter = Segmenter(load_dictionary(self.dictionary, self.cache), load_tokenizer(self.tokenizer))
+            c = self.config
+            self.segmenter = Segmenter(load_dictionary(c.dictionary, c.cache), load_tokenizer(c.tokenizer))
 
     def run(self, unit: InputFile) -> dict[str, Any]:
         assert self.segmenter is not None
@@ -258,75 +248,64 @@ class SegmentStage:
         return report
 
 
-def run_segment(
-    inputs: Iterable[str],
-    out_dir: Path,
-    *,
-    dictionary: str | None = None,
-    tokenizer: str | None = None,
-    subsets: Iterable[str] | None = None,
-    overwrite: bool = False,
-    cache: Path | None = None,
-    workers: int = 1,
-    num_shards: int = 1,
-    shard_index: int = 0,
-    executor: str = "local",
-    ray_address: str | None = None,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Segment the input files (or one array-job slice of them) into `out_dir`, skipping units already
-    done, and write `manifest.json`; returns the manifest.
+def run_segment(inputs: Iterable[str], out_dir: Path, config: SegmentConfig = SegmentConfig(), *,
+                executor: Executor = LocalExecutor(), part: Slice = Slice(), quiet: bool = False) -> DocumentManifest:
+    """Segment the input files (or the `part` of them an array job takes) into `out_dir`, skipping units
+    already done, and write `manifest.json`; returns the manifest.
 
     Files that fail are named in the manifest's `failed` list; the others still complete. The
     manifest is `complete` once every input file of the run has its shard.
     """
     inputs = list(inputs)
-    files = discover(inputs, subsets)
-    mine = slice_units(files, num_shards, shard_index)
-    stage = SegmentStage(out_dir, dictionary, tokenizer, cache, Counters())
+    files = discover(inputs, config.subsets)
+    mine = part.of(files)
+    stage = SegmentStage(out_dir, config, Counters())
     if not quiet:
-        print(f"loading dictionary {dictionary or DEFAULT_DICTIONARY} (a MeCab binary one is converted and cached "
-              "on first use)…", file=sys.stderr, flush=True)
+        print(f"loading dictionary {config.dictionary or DEFAULT_DICTIONARY} (a MeCab binary one is converted and "
+              "cached on first use)…", file=sys.stderr, flush=True)
     stage.prepare()
     assert stage.segmenter is not None
-    config = _config(stage.segmenter.dictionary, stage.segmenter.tokenizer)
+    doc_config = _document_config(stage.segmenter.dictionary, stage.segmenter.tokenizer)
     try:
-        _claim_output(out_dir, config, overwrite)
+        _claim_output(out_dir, doc_config, config.overwrite)
         reports = {u.unit: r for u in files if (r := _completed(out_dir, u)) is not None}
         todo = [u for u in mine if u.unit not in reports]
-        total = sum(u.path.stat().st_size for u in todo if u.path.is_file())
-        failed = []
-        with ProgressDisplay(stage.counters, total, "segment", quiet=quiet) as display:
-            for unit in mine:
-                if unit.unit in reports:
-                    display.write(f"skip {unit.source}: already done")
-            if executor == "local":
-                run = run_local(stage, todo, workers)
-            else:
-                run = run_ray(stage, todo, workers, ray_address)
-            for report in run:
-                if "error" in report:
-                    failed.append(report)
-                    display.write(f"FAILED {report['source']}: {report['error']}")
-                    continue
-                reports[report["unit"]] = report
-                if executor != "local":  # Ray workers cannot reach this machine's shared counters
-                    stage.counters.add(Path(report["path"]).stat().st_size, report["documents"], report["tokens"])
-                display.write(f"done {report['source']}: {report['documents']} documents, "
-                              f"{report['tokens']} tokens, {report['rejects']} rejects")
-        return _write_manifest(out_dir, inputs, config, files, reports, failed)
+        failed = _run_units(stage, executor, todo, [u for u in mine if u.unit in reports], reports, quiet)
+        return _write_manifest(out_dir, inputs, doc_config, files, reports, failed)
     except OSError as exc:  # the output side: read-only directory, full disk
         raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
 
 
-def _claim_output(out_dir: Path, config: dict[str, Any], overwrite: bool) -> None:
+def _run_units(stage: SegmentStage, executor: Executor, todo: list[InputFile], skipped: list[InputFile],
+               reports: dict[str, dict[str, Any]], quiet: bool) -> list[dict[str, Any]]:
+    """Run the units left to do, adding their reports to `reports`; returns the failed ones."""
+    assert stage.counters is not None
+    total = sum(u.path.stat().st_size for u in todo if u.path.is_file())
+    failed = []
+    with ProgressDisplay(stage.counters, total, "segment", quiet=quiet) as display:
+        for unit in skipped:
+            display.write(f"skip {unit.source}: already done")
+        for report in executor.run(stage, todo):
+            if "error" in report:
+                failed.append(report)
+                display.write(f"FAILED {report['source']}: {report['error']}")
+                continue
+            reports[report["unit"]] = report
+            if not executor.shares_memory:  # its workers cannot reach this machine's shared counters
+                stage.counters.add(Path(report["path"]).stat().st_size, report["documents"], report["tokens"])
+            display.write(f"done {report['source']}: {report['documents']} documents, "
+                          f"{report['tokens']} tokens, {report['rejects']} rejects")
+    return failed
+
+
+def _claim_output(out_dir: Path, config: DocumentConfig, overwrite: bool) -> None:
     """Refuse an output directory made with another configuration, so a rerun never mixes two."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "units").mkdir(exist_ok=True)
     config_path = out_dir / "config.json"
     if config_path.is_file() and not overwrite:
-        previous = json.loads(config_path.read_text(encoding="utf-8"))
-        if not _same_config(previous, config):
+        previous = DocumentConfig.from_dict(read_json(config_path))
+        if not previous.same_output(config):
             raise WwmPrepError(
                 f"{out_dir} holds output made with another configuration (dictionary or tokenizer); "
                 "choose another --out, or pass --overwrite to redo it"
@@ -334,23 +313,19 @@ def _claim_output(out_dir: Path, config: dict[str, Any], overwrite: bool) -> Non
     elif overwrite:
         for old in (out_dir / "units").glob("*.json"):
             old.unlink()
-    write_json_atomic(config_path, config)
+    write_json_atomic(config_path, config.to_dict())
 
 
-def _write_manifest(out_dir: Path, inputs: list[str], config: dict[str, Any], files: list[InputFile],
-                    reports: dict[str, dict[str, Any]], failed: list[dict[str, Any]]) -> dict[str, Any]:
+def _write_manifest(out_dir: Path, inputs: list[str], config: DocumentConfig, files: list[InputFile],
+                    reports: dict[str, dict[str, Any]], failed: list[dict[str, Any]]) -> DocumentManifest:
     units = {name: {k: v for k, v in r.items() if k != "unit"} for name, r in sorted(reports.items())}
-    missing = sorted(f.unit for f in files if f.unit not in reports)
-    manifest = {
-        "kind": "documents",
-        "wwm_prep_version": __version__,
-        "config": config,
-        "inputs": inputs,
-        "units": units,
-        "totals": {name: sum(int(u[name]) for u in units.values()) for name in COUNTS},
-        "failed": failed,
-        "missing": missing,
-        "complete": not missing,
-    }
-    write_json_atomic(out_dir / "manifest.json", manifest)
+    manifest = DocumentManifest(
+        config=config,
+        inputs=inputs,
+        units=units,
+        totals={name: sum(int(u[name]) for u in units.values()) for name in COUNTS},
+        failed=failed,
+        missing=sorted(f.unit for f in files if f.unit not in reports),
+    )
+    manifest.write(out_dir)
     return manifest

@@ -1,0 +1,48 @@
+"""What every command shares: one-line errors instead of tracebacks, summary tables, common options."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wwm_prep.core.errors import WwmPrepError
+
+TOKENIZER_HELP = "SentencePiece .model (e.g. llm-jp-tokenizer-100k.ver3.0b1.model). Default: the bundled sample model."
+
+
+class UserError(click.ClickException):
+    exit_code = 2  # as click's usage errors; 1 means some input files failed
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a WwmPrepError into a one-line message and exit status 2, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except WwmPrepError as exc:
+            raise UserError(str(exc)) from exc
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished units are kept; rerun the same command to resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def echo_rows(rows: list[tuple[str, Any]], name_width: int, value_width: int) -> None:
+    """A summary table: names left, values right, whole numbers with thousands separators."""
+    for name, value in rows:
+        shown = f"{value:,}" if isinstance(value, int) else str(value)
+        click.echo(f"  {name:<{name_width}} {shown:>{value_width}}")
+
+
+CACHE_OPTION = click.option(
+    "--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Cache for dictionaries (default: $WWM_PREP_CACHE, else $XDG_CACHE_HOME/wwm-prep or ~/.cache/wwm-prep).",
+)

@@ -1,0 +1,225 @@
+"""`wwm-prep segment`, `pack`, `prepare` and `demo`: the pipeline's commands.
+
+Options become a `SegmentConfig`, a `PackConfig` and an executor here, once, and go down whole.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wwm_prep.commands.base import CACHE_OPTION, TOKENIZER_HELP, echo_rows, user_errors
+
+DICT_HELP = (
+    "Dictionary: a registered name (see `wwm-prep dict list`), a MeCab text or binary dictionary directory, "
+    "or a vibrato system.dic(.zst). Default: the bundled one."
+)
+DEMO_SEQ_LEN = 512  # the bundled sample is small: short rows still hold several documents
+
+
+def print_segment_summary(manifest: Any, out: Path) -> None:
+    totals = manifest.totals
+    rows = [
+        ("documents", totals["documents"]),
+        ("characters", totals["characters"]),
+        ("words", totals["words"]),
+        ("tokens", totals["tokens"]),
+        ("word groups", totals["groups"]),
+        ("tokens per group", f"{totals['tokens'] / max(totals['groups'], 1):.2f}"),
+        ("empty documents", totals["empty"]),
+        ("rejected records", totals["rejects"]),
+        ("failed files", len(manifest.failed)),
+    ]
+    click.echo(f"segment → {out}")
+    echo_rows(rows, 18, 14)
+    if totals["rejects"]:
+        click.echo(f"  rejected records are kept with their reasons in {out / 'rejects'}")
+    for failure in manifest.failed:
+        click.echo(f"  FAILED {failure['path']}: {failure['error']}", err=True)
+
+
+def print_pack_summary(manifest: Any, out: Path) -> None:
+    totals, config = manifest.totals, manifest.config
+    rows = [
+        ("documents", totals["documents"]),
+        ("pieces", totals["pieces"]),
+        ("cut documents", totals["cut_documents"]),
+        ("cuts", totals["cuts"]),
+        ("  at a sentence end", totals["sentence_cuts"]),
+        ("split long groups", totals["group_splits"]),
+        ("rows", totals["rows"]),
+        ("tokens", totals["tokens"]),
+        ("pad tokens", totals["pad_tokens"]),
+        ("efficiency", f"{100 * totals['efficiency']:.2f} %"),
+        ("shards", len(manifest.shards)),
+    ]
+    click.echo(f"pack → {out}  ({config.strategy}, {config.seq_len} tokens per row)")
+    echo_rows(rows, 20, 12)
+    if not config.sentence_ends["used"]:
+        click.echo("  long documents were cut at word-group edges only: the tokenizer model was not found "
+                   "(give it with --tokenizer to prefer sentence ends)")
+
+
+def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of `pack`, shared by `prepare`. Defaults are those of `wwm_prep.pipeline.pack` (kept equal by a test;
+    importing it here would slow every command down)."""
+    options = [
+        click.option("--seq-len", type=int, required=True,
+                     help="Tokens per row, e.g. 4096 or 8192 (at least 64)."),
+        click.option("--strategy", type=click.Choice(["best-fit", "greedy"]), default="best-fit", show_default=True,
+                     help="best-fit: best-fit decreasing over a window of pieces; greedy: stream order, least memory."),
+        click.option("--window", type=int, default=4096, show_default=True,
+                     help="best-fit: pieces weighed at once; bounds memory."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the interleaving of inputs, the subsampling and the shuffling of rows."),
+        click.option("--subset-weights",
+                     help="Repeat or subsample subsets, e.g. ja_wiki=2,kaken=0.5 (default 1 each)."),
+        click.option("--shard-rows", type=int, default=2048, show_default=True,
+                     help="Rows per sequence shard; a shard is shuffled, and so held, in memory."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of `segment`, shared by `prepare`."""
+    options = [
+        click.option("--subsets", help="Comma-separated subsets to take from corpus roots, e.g. ja_wiki,kaken."),
+        click.option("--dict", "dictionary", help=DICT_HELP),
+        click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path), help=TOKENIZER_HELP),
+        CACHE_OPTION,
+        click.option("--overwrite", is_flag=True,
+                     help="Redo all units, even if the output was made with another configuration."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Worker processes (default: the machine's cores); one input file per unit."),
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Where units run: forked local processes, or Ray actors (pip install 'wwm-prep[ray]')."),
+        click.option("--ray-address", help="Ray cluster to join (e.g. 'auto' or HOST:6379); default: a local Ray."),
+        click.option("--num-shards", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Array jobs: split the input files into this many slices..."),
+        click.option("--shard-index", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="...and process slice number this (0-based)."),
+        click.option("--quiet", is_flag=True, help="No progress bar or per-file lines; only the summary."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def segment_config(options: dict[str, Any]) -> Any:
+    """The SegmentConfig of `segment_options`' values (taken out of `options`)."""
+    from wwm_prep.pipeline.segment import SegmentConfig
+
+    subsets, tokenizer = options.pop("subsets"), options.pop("tokenizer")
+    return SegmentConfig(dictionary=options.pop("dictionary"), tokenizer=str(tokenizer) if tokenizer else None,
+                         subsets=tuple(subsets.split(",")) if subsets else None, cache=options.pop("cache_dir"),
+                         overwrite=options.pop("overwrite"))
+
+
+def executor_and_slice(options: dict[str, Any]) -> tuple[Any, Any]:
+    """The executor and the array-job slice that `segment_options` ask for (taken out of `options`)."""
+    from wwm_prep.pipeline.executor import LocalExecutor, RayExecutor, Slice, default_workers
+
+    workers = options.pop("workers") or default_workers()
+    kind, address = options.pop("executor"), options.pop("ray_address")
+    executor = RayExecutor(workers, address) if kind == "ray" else LocalExecutor(workers)
+    return executor, Slice(options.pop("num_shards"), options.pop("shard_index"))
+
+
+def pack_config(options: dict[str, Any], tokenizer: Path | None = None) -> Any:
+    """The PackConfig of `pack_options`' values (taken out of `options`); checked before any long step."""
+    from wwm_prep.pipeline.pack import PackConfig, parse_subset_weights
+
+    return PackConfig(seq_len=options.pop("seq_len"), strategy=options.pop("strategy"), window=options.pop("window"),
+                      seed=options.pop("seed"), subset_weights=parse_subset_weights(options.pop("subset_weights")),
+                      shard_rows=options.pop("shard_rows"), tokenizer=tokenizer)
+
+
+def run_segment_command(inputs: tuple[str, ...], out: Path, options: dict[str, Any]) -> Any:
+    from wwm_prep.pipeline.segment import run_segment
+
+    config = segment_config(options)
+    executor, part = executor_and_slice(options)
+    manifest = run_segment(inputs, out, config, executor=executor, part=part, quiet=options["quiet"])
+    print_segment_summary(manifest, out)
+    return manifest
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory for document shards.")
+@segment_options
+@user_errors
+def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
+    """Segment corpus files into document shards with whole-word groups.
+
+    INPUTS are llm-jp-corpus-v3 roots (holding ja/<subset>/), directories, files or globs of
+    .jsonl, .jsonl.gz or .jsonl.zst. A rerun skips the files already done.
+    """
+    manifest = run_segment_command(inputs, out, options)
+    if manifest.failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("docs_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory for sequence shards.")
+@pack_options
+@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
+              help="The documents' tokenizer model, if it is no longer where segment found it (checked by sha256); "
+                   "used to cut long documents at sentence ends.")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-shard lines; only the summary.")
+@user_errors
+def pack(docs_dir: Path, out: Path, tokenizer: Path | None, quiet: bool, **options: Any) -> None:
+    """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow."""
+    from wwm_prep.pipeline.pack import run_pack
+
+    print_pack_summary(run_pack(docs_dir, out, pack_config(options, tokenizer), quiet=quiet), out)
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory: document shards go to OUT/documents, sequence shards to OUT/sequences.")
+@segment_options
+@pack_options
+@user_errors
+def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
+    """Segment and pack in one step: corpus files → OUT/documents → OUT/sequences.
+
+    INPUTS are as for `segment`. Segment units already done are skipped; nothing is packed if a file failed.
+    """
+    from wwm_prep.pipeline.pack import run_pack
+
+    config = pack_config(options)  # a mistake should fail before the long step, not after
+    manifest = run_segment_command(inputs, out / "documents", options)
+    if not manifest.complete:
+        click.echo(f"not packing: {len(manifest.failed)} input file(s) failed, {len(manifest.missing)} not "
+                   "done; fix them and rerun (completed files are skipped)", err=True)
+        sys.exit(1)
+    packed = run_pack(out / "documents", out / "sequences", config, quiet=options["quiet"])
+    print_pack_summary(packed, out / "sequences")
+
+
+@click.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/demo"), show_default=True)
+@user_errors
+def demo(out: Path) -> None:
+    """Run the pipeline on the bundled sample corpus with the default dictionary and tokenizer."""
+    from wwm_prep.core.resources import resource
+    from wwm_prep.pipeline.pack import PackConfig, run_pack
+    from wwm_prep.pipeline.segment import SegmentConfig, run_segment
+
+    manifest = run_segment([str(resource("sample", "corpus"))], out / "documents", SegmentConfig(overwrite=True))
+    print_segment_summary(manifest, out / "documents")
+    if manifest.failed:
+        sys.exit(1)
+    packed = run_pack(out / "documents", out / "sequences", PackConfig(seq_len=DEMO_SEQ_LEN))
+    print_pack_summary(packed, out / "sequences")

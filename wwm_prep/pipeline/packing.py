@@ -1,0 +1,177 @@
+"""Cutting documents into pieces and packing pieces into rows: the algorithms of `pack`, apart from its I/O.
+
+Every document becomes one or more *pieces*, each wrapped `<CLS> … <SEP>` (the layout is `core.rows`'s); pieces
+are packed whole into rows, which are padded with `<PAD>`. A document longer than a row is cut only where a
+whole-word group starts (at a sentence end when one is close before the limit), so a word never crosses a row
+boundary. The result depends only on the order pieces arrive in.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from wwm_prep.core.rows import RowLayout
+from wwm_prep.text.tokenizer import open_tokenizer
+
+STRATEGIES = ("best-fit", "greedy")
+SENTENCE_ENDS = ("。", "！", "？", "\n")
+SENTENCE_REACH = 32  # a sentence end is "close" to a cut within 1/32 of a row before the limit
+_ARRIVAL_BITS = 40  # best-fit keys: size << 40 | (2**40 - 1 - arrival), so ties go to the earlier piece
+_ARRIVAL_MASK = (1 << _ARRIVAL_BITS) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A document, or the piece of one, that goes into a row whole."""
+
+    ids: np.ndarray  # int32, copied out of its batch so that a waiting piece never pins a whole batch
+    word_starts: np.ndarray  # uint8
+    source: str
+
+    @property
+    def size(self) -> int:
+        """Tokens it takes in a row, `<CLS>` and `<SEP>` included."""
+        return len(self.ids) + 2
+
+
+@dataclass(frozen=True)
+class Specials:
+    cls: int
+    sep: int
+    pad: int
+
+
+@dataclass(frozen=True)
+class SentenceEnds:
+    """Per-piece tables that find sentence ends among the group starts without decoding text."""
+
+    path: Path
+    ends: np.ndarray  # bool[vocab]: the piece's text ends with 。！？ or a newline
+    newline: np.ndarray  # bool[vocab]: the piece's text starts with a newline
+
+    def at(self, ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Which group starts (positions in `ids`, none at 0) follow a sentence end or begin a line."""
+        return self.ends[ids[starts - 1]] | self.newline[ids[starts]]
+
+
+def load_sentence_ends(path: Path) -> SentenceEnds:
+    """Tables for a SentencePiece model, from its piece names: cuts then never need the text."""
+    sp = open_tokenizer(path).sp
+    texts = pa.array(sp.id_to_piece(list(range(sp.get_piece_size()))), type=pa.string())
+    ends = pc.match_substring_regex(texts, f"([{''.join(SENTENCE_ENDS)}]|<0x0A>)$")
+    newline = pc.match_substring_regex(texts, "^(\n|<0x0A>$)")
+    return SentenceEnds(path, ends.to_numpy(zero_copy_only=False), newline.to_numpy(zero_copy_only=False))
+
+
+# ---------------------------------------------------------------------------------------------- cutting
+
+
+def cut_bounds(ids: np.ndarray, word_starts: np.ndarray, start: int, end: int, capacity: int, ends: SentenceEnds | None,
+          counts: dict[str, int]) -> list[int]:
+    """Bounds of the pieces of the document `[start, end)`: each at most `capacity` tokens, cut at the last
+    sentence end within `capacity // SENTENCE_REACH` tokens before the limit, else at the last group start."""
+    reach = capacity // SENTENCE_REACH
+    bounds = [start]
+    while end - bounds[-1] > capacity:
+        at, limit = bounds[-1], bounds[-1] + capacity
+        near = max(at + 1, limit - reach)
+        starts = near + np.flatnonzero(word_starts[near : limit + 1])
+        sentences = starts[ends.at(ids, starts)] if ends is not None else starts[:0]
+        if sentences.size:
+            counts["sentence_cuts"] += 1
+            starts = sentences
+        elif not starts.size:
+            starts = at + 1 + np.flatnonzero(word_starts[at + 1 : near])
+        if starts.size:
+            bounds.append(int(starts[-1]))
+        else:  # one group longer than a row: split it
+            bounds.append(limit)
+            counts["group_splits"] += 1
+    bounds.append(end)
+    counts["cuts"] += len(bounds) - 2
+    return bounds
+
+
+# ---------------------------------------------------------------------------------------------- packing
+
+
+def best_fit(batches: Iterable[list[Piece]], seq_len: int, window: int) -> Iterator[list[Piece]]:
+    """Rows by best-fit decreasing over a window of pieces.
+
+    The longest waiting piece opens a row; the row is then completed best-fit, each time with the longest
+    waiting piece that still fits, until none does. Short pieces thus wait for the small gaps that long ones
+    leave, and fill them. Rows are made while at least `window` pieces wait, then from what remains at the
+    end. Ties go to the piece that arrived first: the result depends on nothing but the input order.
+    """
+    keys: list[int] = []  # sorted: size << _ARRIVAL_BITS | (_ARRIVAL_MASK - arrival)
+    waiting: dict[int, Piece] = {}
+
+    def row() -> list[Piece]:
+        first = waiting.pop(keys.pop())
+        pieces, room = [first], seq_len - first.size
+        while (i := bisect_right(keys, (room << _ARRIVAL_BITS) | _ARRIVAL_MASK) - 1) >= 0:
+            pieces.append(waiting.pop(keys.pop(i)))
+            room -= pieces[-1].size
+        return pieces
+
+    arrival = 0
+    for batch in batches:
+        for piece in batch:
+            key = (piece.size << _ARRIVAL_BITS) | (_ARRIVAL_MASK - arrival)
+            insort(keys, key)
+            waiting[key] = piece
+            arrival += 1
+        while len(keys) >= window:
+            yield row()
+    while keys:
+        yield row()
+
+
+def greedy(batches: Iterable[list[Piece]], seq_len: int) -> Iterator[list[Piece]]:
+    """Rows in stream order: pieces go into the current row until the next does not fit (next-fit)."""
+    pieces: list[Piece] = []
+    room = seq_len
+    for batch in batches:
+        for piece in batch:
+            if piece.size > room:
+                yield pieces
+                pieces, room = [], seq_len
+            pieces.append(piece)
+            room -= piece.size
+    if pieces:
+        yield pieces
+
+
+# ---------------------------------------------------------------------------------------------- rows
+
+
+def columns(rows: list[list[Piece]], seq_len: int, specials: Specials) -> dict[str, pa.Array]:
+    """Sequence-schema columns of rows, assembled with array operations over all their tokens at once."""
+    pieces = [p for row in rows for p in row]
+    per_row = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    sizes = np.fromiter((p.size for p in pieces), dtype=np.int64, count=len(pieces))
+    layout = RowLayout(seq_len, sizes, per_row)
+    first, last = layout.starts, layout.ends  # each <CLS>, each <SEP>
+    content = layout.content()
+    ids = np.full(len(rows) * seq_len, specials.pad, dtype=np.int32)
+    ids[content] = np.concatenate([p.ids for p in pieces])
+    ids[first] = specials.cls
+    ids[last] = specials.sep
+    word_starts = np.zeros(len(rows) * seq_len, dtype=np.uint8)
+    word_starts[content] = np.concatenate([p.word_starts for p in pieces])
+    word_starts[first + 1] = 1  # a piece cut inside an over-long group still starts a group of its own
+    row_offsets = pa.array(np.arange(len(rows) + 1, dtype=np.int32) * seq_len)
+    piece_offsets = pa.array(np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32))
+    return {
+        "input_ids": pa.ListArray.from_arrays(row_offsets, pa.array(ids)),
+        "word_starts": pa.ListArray.from_arrays(row_offsets, pa.array(word_starts)),
+        "doc_lengths": pa.ListArray.from_arrays(piece_offsets, pa.array(sizes.astype(np.int32))),
+        "doc_sources": pa.ListArray.from_arrays(piece_offsets, pa.array([p.source for p in pieces], type=pa.string())),
+    }
