@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings
 
 from wwm_prep.cli import main
 
@@ -20,6 +21,10 @@ SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 LLM_JP_V3 = SHARED / "tokenizers" / "llm-jp-v3" / "llm-jp-tokenizer-100k.ver3.0b1.model"
 JA_SAMPLE = SHARED / "corpora" / "ja-sample"
 SEQ_LENS = (8192, 512)  # the row lengths ja-sample is packed to once per session
+
+# Property-based tests: the same examples on every run (derandomized: a fixed seed), a fixed budget, no database.
+settings.register_profile("wwm-prep", derandomize=True, max_examples=200, deadline=None, database=None)
+settings.load_profile("wwm-prep")
 
 
 def _need(path: Path) -> Path:

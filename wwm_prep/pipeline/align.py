@@ -4,7 +4,7 @@ Everything is computed in UTF-8 byte offsets with array operations over a whole 
 at once (no per-document, per-word or per-token Python work): token offsets come from a per-piece
 byte-length table, word offsets from surface lengths and the dictionary's space table.
 
-The contract (DESIGN.md §3): a group edge is placed exactly where a word boundary and a token
+The contract (docs/design.md): a group edge is placed exactly where a word boundary and a token
 boundary coincide; a group made only of whitespace joins the group after it, and whitespace at the
 end of a document joins the group before it, so no group is whitespace alone when there is a word.
 """

@@ -21,6 +21,7 @@ from typing import BinaryIO
 import zstandard
 
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.shards import load_schema
 
 JAPANESE_SUBSETS = ("ja_cc", "ja_warp_html", "ja_warp_pdf", "ja_wiki", "kaken")
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
@@ -56,11 +57,13 @@ class Reject:
     raw: bytes
 
     def record(self, source: str) -> dict[str, object]:
+        """The reject as a line of `rejects/<unit>.jsonl`, with the fields of `schemas/reject.json` in its order."""
         try:
             raw, raw_base64 = self.raw.decode("utf-8"), None
         except UnicodeDecodeError:
             raw, raw_base64 = None, base64.b64encode(self.raw).decode("ascii")
-        return {"source": source, "line": self.line, "reason": self.reason, "raw": raw, "raw_base64": raw_base64}
+        values = {"source": source, "line": self.line, "reason": self.reason, "raw": raw, "raw_base64": raw_base64}
+        return {name: values[name] for name in load_schema("reject").columns}
 
 
 def _is_corpus_file(path: Path) -> bool:

@@ -23,7 +23,7 @@ from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRe
 from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
 from wwm_prep.text.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE_MODEL = REPO.joinpath(*DEFAULT_TOKENIZER)
 
 
