@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wwm_prep.text import mecab_binary
+from wwm_prep.text import mecab_binary, mecab_decode
 from wwm_prep.text.mecab_binary import (
     BINARY_FILES,
     TEXT_FILES,
@@ -22,7 +22,7 @@ from wwm_prep.text.mecab_binary import (
 )
 
 SHARED = Path(os.environ.get("WWM_PREP_SHARED")
-              or Path(__file__).resolve().parents[1].parent / "shared")
+              or Path(__file__).resolve().parents[2].parent / "shared")
 CORPUS = SHARED / "corpora" / "ja-sample"
 DICTIONARIES = ("unidic_lite", "ipadic")  # PyPI packages shipping MeCab binaries in DICDIR
 MAGIC = 0xEF718F77
@@ -306,19 +306,19 @@ def test_small_dictionary_round_trip(tmp_path: Path, charset: str) -> None:
 
 def test_double_array_walk_skips_the_root() -> None:
     """Keys "a" -> 5 and "ab" -> 7, laid out as Darts (MeCab) does; unit 0 is the root."""
-    units = np.zeros(301, mecab_binary._UNIT)
+    units = np.zeros(301, mecab_decode._UNIT)
     units[0] = (1, 0)  # root: base 1, check 0 (looks like an end marker at position 0)
     units[1 + ord("a") + 1] = (200, 1)
     units[200] = (-5 - 1, 200)  # end of "a"
     units[200 + ord("b") + 1] = (300, 200)
     units[300] = (-7 - 1, 300)  # end of "ab"
-    values, keys = mecab_binary._walk_double_array(Path("test"), units)
+    values, keys = mecab_decode._walk_double_array(Path("test"), units)
     assert sorted(zip(keys, values.tolist(), strict=True)) == [(b"a", 5), (b"ab", 7)]
 
 
 def test_corrupt_double_array_is_a_value_error() -> None:
-    units = np.zeros(4, mecab_binary._UNIT)
+    units = np.zeros(4, mecab_decode._UNIT)
     units[0] = (1, 0)
     units[2] = (1, 1)  # a child of the root whose base is the root's: a cycle
     with pytest.raises(ValueError, match="corrupt double array"):
-        mecab_binary._walk_double_array(Path("test"), units)
+        mecab_decode._walk_double_array(Path("test"), units)

@@ -40,12 +40,12 @@ def dict_list(cache_dir: Path | None) -> None:
 @user_errors
 def dict_fetch(name: str, url: str | None, allow_unverified: bool, cache_dir: Path | None) -> None:
     """Download NAME, verify its checksums and install it in the cache."""
-    from wwm_prep.text import registry as dict_registry
+    from wwm_prep.text.fetch import fetch
+    from wwm_prep.text.registry import DictionaryError
 
     try:
-        path = dict_registry.fetch(name, cache_dir, url=url, progress=sys.stderr.isatty(),
-                                   allow_unverified=allow_unverified)
-    except dict_registry.DictionaryError as exc:
+        path = fetch(name, cache_dir, url=url, progress=sys.stderr.isatty(), allow_unverified=allow_unverified)
+    except DictionaryError as exc:
         raise WwmPrepError(str(exc)) from exc
     click.echo(f"{name}: ready at {path}")
 

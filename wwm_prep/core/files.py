@@ -9,12 +9,17 @@ from pathlib import Path
 from typing import Any
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks so memory stays flat whatever its size."""
-    digest = hashlib.sha256()
+def feed_file(digest: Any, path: Path, chunk: int = 1 << 20) -> None:
+    """Add a file's bytes to a running hash, in chunks so memory stays flat whatever its size."""
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    feed_file(digest, path, chunk)
     return digest.hexdigest()
 
 

@@ -46,11 +46,6 @@ class Segmented:
     word_counts: np.ndarray
     exact_path: int  # documents whose offsets had to be asked of both tools
 
-    def document(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        start = int(self.token_counts[:i].sum())
-        end = start + int(self.token_counts[i])
-        return self.ids[start:end], self.word_starts[start:end]
-
 
 def _chunks(text: str) -> list[tuple[int, int]]:
     """Spans of a text to give vibrato one at a time: its memory grows by ~600 bytes per character of

@@ -15,6 +15,7 @@ import vibrato
 import zstandard
 
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.files import feed_file
 from wwm_prep.core.resources import resource
 
 DEFAULT_DICTIONARY = "unidic-lite"
@@ -27,6 +28,8 @@ TEXT_PARTS = ("matrix.def", "char.def", "unk.def")
 
 @dataclass(frozen=True)
 class Dictionary:
+    """A loaded dictionary, with what it was built from so a run can record exactly which one it used."""
+
     name: str
     source: Path
     format: str  # "mecab-text" | "vibrato" | "mecab-binary"
@@ -36,6 +39,7 @@ class Dictionary:
     space: np.ndarray  # bool[0x110000]: characters vibrato skips as spaces (ignore_space)
 
     def describe(self) -> dict[str, object]:
+        """What a manifest records: the hash and the settings decide the output, the rest says where from."""
         return {
             "name": self.name,
             "source": str(self.source),
@@ -47,12 +51,14 @@ class Dictionary:
 
 
 def _files_sha256(files: list[Path]) -> str:
+    """One digest over the names and bytes of all `files`, streamed into a single hash.
+
+    Not `core.files.sha256_file` per file: this value is the dictionary's identity in manifests and in
+    the resume check, so it must stay what earlier versions wrote."""
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0")
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
+        feed_file(digest, path)
     return digest.hexdigest()
 
 

@@ -1,4 +1,4 @@
-"""Known dictionaries, kept as data, and a safe, verified fetch into a local cache.
+"""Known dictionaries, kept as data, and where each one is (or would be) on this machine.
 
 The registry (`dictionaries/registry.json`) says where each dictionary comes from and what its bytes must
 hash to, so that a segmentation run can name exactly which dictionary it used and a mirror or a corrupted
@@ -10,67 +10,44 @@ download can never slip in silently. Three kinds of entry exist:
 - ``mecab-text-local``: a MeCab text source on disk (e.g. Debian's ``unidic-mecab``).
 
 Every public function takes either a registry name or an :class:`Entry`, and an optional registry path, so
-tests and tools can use their own entries without touching module state.
+tests and tools can use their own entries without touching module state. Downloading a release lives in
+:mod:`wwm_prep.text.fetch`; this module only reads the registry and looks at what is on disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import http.client
 import importlib
 import importlib.util
 import json
-import logging
-import lzma
 import os
 import re
-import shutil
-import socket
-import sys
-import tarfile
-import tempfile
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 __all__ = [
-    "BASE_URL_ENV",
     "CACHE_ENV",
     "FORMATS",
     "DictionaryError",
     "Entry",
+    "as_entry",
     "cache_dir",
     "dictionary_dir",
     "entries",
     "entry",
-    "fetch",
+    "installed_path",
     "is_ready",
     "load_registry",
     "resolve",
     "status",
 ]
 
-log = logging.getLogger(__name__)
-
 CACHE_ENV = "WWM_PREP_CACHE"
-BASE_URL_ENV = "WWM_PREP_DICT_BASE_URL"
 FORMATS = ("vibrato-release", "mecab-binary-pypi", "mecab-text-local")
-FETCH_RECORD = "fetched.json"
 
-_CHUNK = 1 << 20
-_TIMEOUT_S = 60.0
-# Small files beside the dictionary in a release archive (BSD, NOTICE, COPYING...) carry its licence:
-# keep them with it, but never anything big.
-_SIDE_FILE_MAX = 1 << 20
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class DictionaryError(Exception):
@@ -162,6 +139,13 @@ def _entry_problems(e: Entry) -> list[str]:
     return problems
 
 
+def _safe_relative(name: str) -> bool:
+    """Whether `name` stays inside the directory it is joined to, on POSIX and Windows alike."""
+    p = PurePosixPath(name)
+    return bool(name) and not p.is_absolute() and ".." not in p.parts and "\\" not in name \
+        and not re.match(r"^[A-Za-z]:", name)
+
+
 # --------------------------------------------------------------------------------------------- registry
 
 
@@ -213,7 +197,8 @@ def entry(name: str, registry: Path | str | None = None) -> Entry:
     )
 
 
-def _as_entry(name_or_entry: str | Entry, registry: Path | str | None) -> Entry:
+def as_entry(name_or_entry: str | Entry, registry: Path | str | None = None) -> Entry:
+    """The entry itself, or the one a name stands for, so callers accept either."""
     return name_or_entry if isinstance(name_or_entry, Entry) else entry(name_or_entry, registry)
 
 
@@ -319,13 +304,13 @@ def _find(e: Entry, cache: Path | str | None) -> Path | None:
 def is_ready(name_or_entry: str | Entry, cache: Path | str | None = None, *,
              registry: Path | str | None = None) -> bool:
     """Whether `resolve` would succeed, without raising."""
-    return _find(_as_entry(name_or_entry, registry), cache) is not None
+    return _find(as_entry(name_or_entry, registry), cache) is not None
 
 
 def status(name_or_entry: str | Entry, cache: Path | str | None = None, *,
            registry: Path | str | None = None) -> str:
     """One line for `dict list`: whether the dictionary is ready here, and where (or how to get it)."""
-    e = _as_entry(name_or_entry, registry)
+    e = as_entry(name_or_entry, registry)
     found = _find(e, cache)
     if e.format == "vibrato-release":
         if found is not None:
@@ -345,7 +330,7 @@ def resolve(name_or_entry: str | Entry, cache: Path | str | None = None, *,
             registry: Path | str | None = None) -> Path:
     """The loadable thing: a release's cached `system.dic.zst`, a PyPI package's DICDIR, or a local
     text source directory. Missing is an error whose message says exactly how to get it."""
-    e = _as_entry(name_or_entry, registry)
+    e = as_entry(name_or_entry, registry)
     found = _find(e, cache)
     if found is not None:
         return found
@@ -367,197 +352,17 @@ def resolve(name_or_entry: str | Entry, cache: Path | str | None = None, *,
     )
 
 
-# ------------------------------------------------------------------------------------------------ fetch
-
-
-def _download_url(e: Entry, url: str | None) -> str:
-    if url:
-        return url
-    assert e.url is not None
-    base = os.environ.get(BASE_URL_ENV)
-    if base:
-        return base.rstrip("/") + "/" + e.url.rsplit("/", 1)[-1]
-    return e.url
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _safe_relative(name: str) -> bool:
-    p = PurePosixPath(name)
-    return bool(name) and not p.is_absolute() and ".." not in p.parts and "\\" not in name \
-        and not re.match(r"^[A-Za-z]:", name)
-
-
-def _normalise(name: str) -> str:
-    return "/".join(part for part in PurePosixPath(name).parts if part not in ("", "."))
-
-
-class _Fail(Exception):
-    """A fetch problem; turned into a DictionaryError naming the dictionary and URL."""
-
-
-def _progress_bar(total: int | None, enabled: bool, label: str) -> Any:
-    from tqdm import tqdm
-
-    disable = not enabled or not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=disable,
-                leave=False)
-
-
-def _download(url: str, dest: Path, *, progress: bool, label: str) -> tuple[str, int]:
-    """Stream `url` into `dest`; return its sha256 and size. A short body is an error."""
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
-    if scheme not in ("http", "https", "file"):
-        raise _Fail(f"unsupported URL scheme {scheme!r} (use http, https or file)")
-    from wwm_prep import __version__
-
-    request = urllib.request.Request(url, headers={"User-Agent": f"wwm-prep/{__version__}"})
-    h = hashlib.sha256()
-    size = 0
-    with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as resp:  # noqa: S310 (scheme checked)
-        header = resp.headers.get("Content-Length")
-        expected = int(header) if header and header.strip().isdigit() else None
-        with open(dest, "wb") as out, _progress_bar(expected, progress, label) as bar:
-            while chunk := resp.read(_CHUNK):
-                h.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-                bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-    if expected is not None and size != expected:
-        raise _Fail(f"truncated download: got {size} of {expected} bytes")
-    return h.hexdigest(), size
-
-
-def _check_archive(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
-    """Refuse the whole archive if any member could escape or is not a plain file or directory."""
-    members: dict[str, tarfile.TarInfo] = {}
-    for m in tar.getmembers():
-        p = PurePosixPath(m.name)
-        if m.name.startswith(("/", "\\")) or p.is_absolute() or re.match(r"^[A-Za-z]:", m.name):
-            raise _Fail(f"unsafe archive: member {m.name!r} has an absolute path")
-        if ".." in p.parts or ".." in m.name.split("\\"):
-            raise _Fail(f"unsafe archive: member {m.name!r} contains '..'")
-        if m.issym() or m.islnk():
-            raise _Fail(f"unsafe archive: member {m.name!r} is a link (to {m.linkname!r})")
-        if m.ischr() or m.isblk() or m.isfifo():
-            raise _Fail(f"unsafe archive: member {m.name!r} is a device or FIFO")
-        if not (m.isreg() or m.isdir()):
-            raise _Fail(f"unsafe archive: member {m.name!r} is not a regular file or directory")
-        members[_normalise(m.name)] = m
-    return members
-
-
-def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> str:
-    src = tar.extractfile(member)
-    if src is None:
-        raise _Fail(f"cannot read archive member {member.name!r}")
-    h = hashlib.sha256()
-    size = 0
-    with src, open(dest, "xb") as out:
-        while chunk := src.read(_CHUNK):
-            h.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    if size != member.size:
-        raise _Fail(f"archive member {member.name!r} is short: {size} of {member.size} bytes")
-    return h.hexdigest()
-
-
-def _extract(e: Entry, archive: Path, out_dir: Path) -> str:
-    """Check every member, then copy out the dictionary and its small licence files; return the
-    dictionary's sha256. Members are written under names we choose, never names from the archive."""
-    assert e.inner is not None
-    want = _normalise(e.inner)
-    with tarfile.open(archive, "r:xz") as tar:
-        members = _check_archive(tar)
-        inner = members.get(want)
-        if inner is None or not inner.isreg():
-            raise _Fail(f"archive has no file {e.inner!r}")
-        parent = PurePosixPath(want).parent
-        side = [m for n, m in members.items()
-                if n != want and m.isreg() and PurePosixPath(n).parent == parent
-                and m.size <= _SIDE_FILE_MAX and not PurePosixPath(n).name.startswith(".")
-                and PurePosixPath(n).name != FETCH_RECORD]
-        out_dir.mkdir()
-        digest = _copy_member(tar, inner, out_dir / e.file_name)
-        for m in side:
-            _copy_member(tar, m, out_dir / PurePosixPath(_normalise(m.name)).name)
-    return digest
-
-
-def _check_decodes(e: Entry, archive: Path, inner: Path) -> None:
-    """Decode the whole xz stream (tarfile stops before its integrity check) and the zstd file."""
-    with lzma.open(archive) as f:
-        while f.read(_CHUNK):
-            pass
-    if inner.name.endswith(".zst"):
-        import zstandard
-
-        with open(inner, "rb") as raw:
-            if raw.read(4) != _ZSTD_MAGIC:
-                raise _Fail(f"{e.inner} is not zstd data")
-            raw.seek(0)
-            try:
-                with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as z:
-                    while z.read(_CHUNK):
-                        pass
-            except zstandard.ZstdError as exc:
-                raise _Fail(f"{e.inner} is corrupt zstd data ({exc})") from exc
-
-
-def _make_dirs(path: Path) -> list[Path]:
-    """mkdir -p that reports what it created, so a failed fetch can take it away again."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        if p.parent == p:
-            break
-        p = p.parent
-    created = []
-    for d in reversed(missing):
-        try:
-            d.mkdir()
-        except FileExistsError:
-            continue
-        created.append(d)
-    return created
-
-
-def _install(staged: Path, target: Path, trash: Path) -> None:
-    """Put the staged directory in place with renames only, so readers see the old copy or the new one."""
-    if target.exists() or target.is_symlink():
-        os.rename(target, trash)
-        try:
-            os.rename(staged, target)
-        except BaseException:
-            os.rename(trash, target)
-            raise
-    else:
-        os.rename(staged, target)
-
-
-def _pypi_fetch(e: Entry) -> Path:
-    found = _find_pypi(e)
-    if found is not None:
-        return found
-    raise DictionaryError(
-        f"dictionary {e.name!r} is distributed as the PyPI package {e.package!r}, not downloaded by "
-        f"wwm-prep; install it with: {_pip_hint(e)}"
-    )
-
-
-def _local_fetch(e: Entry, cache: Path | str | None) -> Path:
+def installed_path(e: Entry, cache: Path | str | None = None) -> Path:
+    """Where a dictionary that wwm-prep does not download (a PyPI package or a local MeCab text source)
+    is installed; if it is not, an error saying how to install it. `fetch` hands such entries here."""
+    if e.format == "mecab-binary-pypi":
+        found = _find_pypi(e)
+        if found is not None:
+            return found
+        raise DictionaryError(
+            f"dictionary {e.name!r} is distributed as the PyPI package {e.package!r}, not downloaded by "
+            f"wwm-prep; install it with: {_pip_hint(e)}"
+        )
     found = _find_local(e, cache)
     if found is not None:
         return found
@@ -565,116 +370,3 @@ def _local_fetch(e: Entry, cache: Path | str | None) -> Path:
         f"dictionary {e.name!r} is a local MeCab text source that wwm-prep does not download; "
         f"install it from Debian with: {_apt_hint(e, cache)}"
     )
-
-
-def fetch(
-    name_or_entry: str | Entry,
-    cache: Path | str | None = None,
-    *,
-    url: str | None = None,
-    progress: bool = True,
-    allow_unverified: bool = False,
-    registry: Path | str | None = None,
-) -> Path:
-    """Download, verify and install a release dictionary; return the path `resolve` gives.
-
-    The archive is streamed to a temporary directory inside the cache, its sha256 checked, every member
-    checked before anything is extracted, the dictionary's own sha256 checked, and only then renamed into
-    place. On any failure the cache is left exactly as it was. An already present, verified copy makes
-    this a no-op. `url` (or $WWM_PREP_DICT_BASE_URL, which replaces the registry URL's base) points at
-    a mirror; the checksums still apply.
-    """
-    e = _as_entry(name_or_entry, registry)
-    if e.format == "mecab-binary-pypi":
-        return _pypi_fetch(e)
-    if e.format == "mecab-text-local":
-        return _local_fetch(e, cache)
-
-    target = dictionary_dir(e, cache)
-    final = target / e.file_name
-    if final.is_file():
-        if not e.verified:
-            log.info("dictionary %s already present at %s (unverified entry)", e.name, final)
-            return final
-        if _sha256_file(final) == e.inner_sha256:
-            return final
-        log.warning("cached %s does not match its recorded sha256; fetching it again", final)
-
-    source = _download_url(e, url)
-    if not e.verified and not allow_unverified:
-        raise DictionaryError(
-            f"refusing to fetch dictionary {e.name!r} from {source}: the registry records no checksums "
-            f"for it, so the download cannot be verified. Pass allow_unverified=True "
-            f"(`wwm-prep dict fetch {e.name} --allow-unverified`) to fetch it anyway."
-        )
-
-    root = target.parent
-    created = _make_dirs(root)
-    staging: Path | None = None
-    ok = False
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".fetch-{e.name}-", dir=root))
-        archive = staging / "archive"
-        try:
-            archive_sha, size = _download(source, archive, progress=progress, label=e.name)
-            if e.sha256 is not None and archive_sha != e.sha256:
-                raise _Fail(f"archive sha256 mismatch: expected {e.sha256}, got {archive_sha} ({size} bytes)")
-            inner_sha = _extract(e, archive, staging / "new")
-            if e.inner_sha256 is not None and inner_sha != e.inner_sha256:
-                raise _Fail(f"{e.inner} sha256 mismatch: expected {e.inner_sha256}, got {inner_sha}")
-            if not e.verified:  # no checksum to lean on: at least make both layers decode to the end
-                _check_decodes(e, archive, staging / "new" / e.file_name)
-            record = {
-                "name": e.name,
-                "url": source,
-                "archive_sha256": archive_sha,
-                "archive_bytes": size,
-                "inner": e.inner,
-                "inner_sha256": inner_sha,
-                "verified": e.verified,
-                "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            (staging / "new" / FETCH_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        except _Fail as exc:
-            raise DictionaryError(f"cannot fetch dictionary {e.name!r} from {source}: {exc}") from None
-        except urllib.error.HTTPError as exc:
-            raise DictionaryError(
-                f"cannot fetch dictionary {e.name!r} from {source}: HTTP {exc.code} {exc.reason}"
-            ) from exc
-        except urllib.error.URLError as exc:
-            raise DictionaryError(
-                f"cannot fetch dictionary {e.name!r} from {source}: {exc.reason}"
-            ) from exc
-        except (http.client.HTTPException, socket.timeout, ConnectionError) as exc:
-            raise DictionaryError(
-                f"cannot fetch dictionary {e.name!r} from {source}: download failed "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
-        except (tarfile.TarError, lzma.LZMAError, EOFError, zlib.error) as exc:
-            raise DictionaryError(
-                f"cannot fetch dictionary {e.name!r} from {source}: corrupt archive "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
-        except OSError as exc:
-            raise DictionaryError(f"cannot fetch dictionary {e.name!r} from {source}: {exc}") from exc
-        try:
-            _install(staging / "new", target, staging / "old")
-        except OSError as exc:
-            raise DictionaryError(f"cannot install dictionary {e.name!r} into {target}: {exc}") from exc
-        if not e.verified:
-            log.warning(
-                "fetched UNVERIFIED dictionary %s from %s: archive sha256 %s, %s sha256 %s",
-                e.name, source, archive_sha, e.inner, inner_sha,
-            )
-        ok = True
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        if not ok:
-            for d in reversed(created):
-                try:
-                    d.rmdir()
-                except OSError:
-                    pass
-    return final
-
