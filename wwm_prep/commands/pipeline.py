@@ -21,19 +21,20 @@ DICT_HELP = (
 DEMO_SEQ_LEN = 512  # the bundled sample is small: short rows still hold several documents
 
 
+# Summary rows: (label, key in the manifest's totals).
+SEGMENT_ROWS = (("documents", "documents"), ("characters", "characters"), ("words", "words"), ("tokens", "tokens"),
+                ("word groups", "groups"))
+SEGMENT_MORE = (("empty documents", "empty"), ("rejected records", "rejects"))
+PACK_ROWS = (("documents", "documents"), ("pieces", "pieces"), ("cut documents", "cut_documents"), ("cuts", "cuts"),
+             ("  at a sentence end", "sentence_cuts"), ("split long groups", "group_splits"), ("rows", "rows"),
+             ("tokens", "tokens"), ("pad tokens", "pad_tokens"))
+
+
 def print_segment_summary(manifest: Any, out: Path) -> None:
     totals = manifest.totals
-    rows = [
-        ("documents", totals["documents"]),
-        ("characters", totals["characters"]),
-        ("words", totals["words"]),
-        ("tokens", totals["tokens"]),
-        ("word groups", totals["groups"]),
-        ("tokens per group", f"{totals['tokens'] / max(totals['groups'], 1):.2f}"),
-        ("empty documents", totals["empty"]),
-        ("rejected records", totals["rejects"]),
-        ("failed files", len(manifest.failed)),
-    ]
+    per_group = f"{totals['tokens'] / max(totals['groups'], 1):.2f}"
+    rows = [(label, totals[key]) for label, key in SEGMENT_ROWS] + [("tokens per group", per_group)]
+    rows += [(label, totals[key]) for label, key in SEGMENT_MORE] + [("failed files", len(manifest.failed))]
     click.echo(f"segment → {out}")
     echo_rows(rows, 18, 14)
     if totals["rejects"]:
@@ -44,19 +45,8 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
 
 def print_pack_summary(manifest: Any, out: Path) -> None:
     totals, config = manifest.totals, manifest.config
-    rows = [
-        ("documents", totals["documents"]),
-        ("pieces", totals["pieces"]),
-        ("cut documents", totals["cut_documents"]),
-        ("cuts", totals["cuts"]),
-        ("  at a sentence end", totals["sentence_cuts"]),
-        ("split long groups", totals["group_splits"]),
-        ("rows", totals["rows"]),
-        ("tokens", totals["tokens"]),
-        ("pad tokens", totals["pad_tokens"]),
-        ("efficiency", f"{100 * totals['efficiency']:.2f} %"),
-        ("shards", len(manifest.shards)),
-    ]
+    rows = [(label, totals[key]) for label, key in PACK_ROWS]
+    rows += [("efficiency", f"{100 * totals['efficiency']:.2f} %"), ("shards", len(manifest.shards))]
     click.echo(f"pack → {out}  ({config.strategy}, {config.seq_len} tokens per row)")
     echo_rows(rows, 20, 12)
     if not config.sentence_ends["used"]:
@@ -150,10 +140,19 @@ def run_segment_command(inputs: tuple[str, ...], out: Path, options: dict[str, A
     return manifest
 
 
+def inputs_and_out(out_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The INPUTS argument and the --out option of `segment` and `prepare`."""
+
+    def add(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+                               help=out_help)(command)
+        return click.argument("inputs", nargs=-1, required=True)(command)
+
+    return add
+
+
 @click.command()
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output directory for document shards.")
+@inputs_and_out("Output directory for document shards.")
 @segment_options
 @user_errors
 def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
@@ -185,9 +184,7 @@ def pack(docs_dir: Path, out: Path, tokenizer: Path | None, quiet: bool, **optio
 
 
 @click.command()
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output directory: document shards go to OUT/documents, sequence shards to OUT/sequences.")
+@inputs_and_out("Output directory: document shards go to OUT/documents, sequence shards to OUT/sequences.")
 @segment_options
 @pack_options
 @user_errors
