@@ -8,6 +8,7 @@ hand-edited or foreign file is refused with the field that is wrong, not with a 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -108,17 +109,17 @@ class DocumentConfig:
 M = TypeVar("M", bound="Manifest")
 
 
-class Manifest:
+class Manifest(ABC):
     """What both kinds share: their kind, the stage that writes them, reading and writing."""
 
     kind: ClassVar[str]
 
     @classmethod
-    def from_dict(cls: type[M], d: dict[str, Any]) -> M:
-        raise NotImplementedError
+    @abstractmethod
+    def from_dict(cls: type[M], d: dict[str, Any]) -> M: ...
 
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]: ...
 
     @classmethod
     def stage(cls) -> str:
