@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from wwm_prep.check import network as M# noqa: E402
+from wwm_prep.check import checkpoint as C  # noqa: E402
+from wwm_prep.check import network as M  # noqa: E402
 
 
 def rss_gib() -> float:
@@ -45,7 +46,7 @@ def row(length: int, pieces: int, vocab: int, seed: int = 0):
 def measure(checkpoint: str, mode: str, length: int, pieces: int, block: int) -> None:
     """One measurement in this (fresh) process, so ru_maxrss is this measurement's peak alone."""
     t = time.perf_counter()
-    model = M.load_model(checkpoint)
+    model = C.load_model(checkpoint)
     load = time.perf_counter() - t
     ids, lengths, labels = row(length, pieces, model.config.vocab_size)
     t = time.perf_counter()
@@ -78,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_model.") as tmp:
         for name, dtype in configs:
             t = time.perf_counter()
-            path = M.init_checkpoint(name, Path(tmp) / name, seed=0, dtype=dtype)
+            path = C.init_checkpoint(name, Path(tmp) / name, seed=0, dtype=dtype)
             n_params = M.num_parameters(M.get_config(name))
             print(f"{name}: {n_params:,} parameters; init+write ({dtype}) {time.perf_counter() - t:.1f} s", flush=True)
             for mode in modes:

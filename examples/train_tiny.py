@@ -9,7 +9,6 @@ two-layer Transformer encoder learns to fill the masked words. It prints the los
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import datasets
@@ -17,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from wwm_prep import WholeWordMaskCollator
+from wwm_prep.core.manifest import SequenceManifest
 
 
 class TinyEncoder(torch.nn.Module):
@@ -28,7 +28,8 @@ class TinyEncoder(torch.nn.Module):
         self.encoder = torch.nn.TransformerEncoder(layer, num_layers=2)
         self.head = torch.nn.Linear(dim, vocab_size)
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
+                attention_mask: torch.Tensor) -> torch.Tensor:
         x = self.embed(input_ids) + self.position(position_ids)
         return self.head(self.encoder(x, src_key_padding_mask=attention_mask == 0))
 
@@ -39,15 +40,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
 
-    manifest = json.loads((args.sequences / "manifest.json").read_text())
-    tokenizer = manifest["documents"]["config"]["tokenizer"]  # the tokenizer the rows were made with
+    tokenizer = SequenceManifest.read(args.sequences).tokenizer  # the tokenizer the rows were made with
     rows = datasets.load_dataset("arrow", data_files=str(args.sequences / "*.arrow"), split="train")
-    collator = WholeWordMaskCollator(tokenizer["path"], seed=0, return_tensors="pt")
+    collator = WholeWordMaskCollator(tokenizer.path, seed=0, return_tensors="pt")
     loader = DataLoader(rows.with_format("numpy"), batch_size=4, shuffle=True, num_workers=2,
                         collate_fn=collator, generator=torch.Generator().manual_seed(0))
 
     torch.manual_seed(0)
-    model = TinyEncoder(tokenizer["vocab_size"])
+    model = TinyEncoder(tokenizer.vocab_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     step = 0
     for epoch in range(1000):

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import REPO, run
 from wwm_prep.core.resources import resource
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_train_tiny_example_learns(tmp_path: Path) -> None:

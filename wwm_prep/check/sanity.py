@@ -1,4 +1,4 @@
-"""Does a model read this data? `init-model`, `sanity` and `fill-mask` behind the command line.
+"""Does a model read this data? `init-model` and `sanity` behind the command line.
 
 A checkpoint *declares* its tokenizer by two extra keys in its `config.json` (Hugging Face keeps unknown
 keys): `wwm_prep_tokenizer_sha256` (what is compared) and `wwm_prep_tokenizer_path` (where `fill-mask`
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from wwm_prep.check import network as M
+from wwm_prep.check import checkpoint, network
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.files import sha256_file
+from wwm_prep.core.manifest import SequenceManifest, TokenizerRecord
+from wwm_prep.core.rows import RowLayout, subset_of
+from wwm_prep.text.tokenizer import locate_tokenizer, open_tokenizer
 
 TOKENIZER_SHA_KEY = "wwm_prep_tokenizer_sha256"
 TOKENIZER_PATH_KEY = "wwm_prep_tokenizer_path"
@@ -36,7 +39,7 @@ UNTRAINED_TOLERANCE = 0.10  # loss within 10 % of ln V: the model predicts about
 HEAD_CHUNK = 512  # masked tokens per output-head matmul (a row of logits is 400 KB at BERT-alpha's vocab)
 DEFAULT_BATCHES = 2
 DEFAULT_BATCH_SIZE = 4
-MASK_MARK = re.compile(r"<MASK(?:\|LLM-jp)?>(?:\{([^{}]*)\})?")
+ROW_COLUMNS = ("input_ids", "word_starts", "doc_lengths")  # what the collator reads of a row
 
 
 def _log_nothing(message: str) -> None:
@@ -51,7 +54,7 @@ class DeclaredModel:
     """What `config.json` says, read without touching the weights."""
 
     dir: Path
-    config: M.ModelConfig
+    config: network.ModelConfig
     tokenizer_sha256: str | None
     tokenizer_path: str | None
 
@@ -60,87 +63,50 @@ def read_model_config(model_dir: Path) -> DeclaredModel:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise WwmPrepError(f"model directory {model_dir} does not exist")
-    config = M.ModelConfig.from_json(model_dir / "config.json")
-    raw = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    raw = checkpoint.read_config_json(model_dir / "config.json")
+    config = network.ModelConfig.from_dict(raw)
     return DeclaredModel(model_dir, config, raw.get(TOKENIZER_SHA_KEY), raw.get(TOKENIZER_PATH_KEY))
 
 
-@dataclass(frozen=True)
-class TokenizerFile:
-    path: Path
-    sha256: str
-    pieces: int
-    special_ids: dict[str, int]
-
-
-def read_tokenizer_file(path: Path) -> TokenizerFile:
-    """A SentencePiece model's size, checksum and special ids (any normalizer: the model only reads ids)."""
-    from wwm_prep.core.files import sha256_file
-    from wwm_prep.text.tokenizer import load_sentencepiece, special_ids
-
-    path = Path(path)
-    sp = load_sentencepiece(path)
-    return TokenizerFile(path.resolve(), sha256_file(path), int(sp.get_piece_size()), special_ids(sp))
-
-
-def init_model(
-    config: str | Mapping[str, Any],
-    out: Path,
-    *,
-    vocab_size: int | None = None,
-    tokenizer: Path | None = None,
-    dtype: str = "float32",
-    seed: int = 0,
-    overwrite: bool = False,
-) -> dict[str, Any]:
+def init_model(config: str | Mapping[str, Any], out: Path, *, vocab_size: int | None = None,
+               tokenizer: Path | None = None, dtype: str = "float32", seed: int = 0,
+               overwrite: bool = False) -> dict[str, Any]:
     """Write a random checkpoint; with `tokenizer`, size the vocabulary from it and declare it in config.json."""
     if vocab_size is not None and tokenizer is not None:
         raise WwmPrepError("give --vocab-size or --tokenizer, not both (the tokenizer sets the vocabulary size)")
     if vocab_size is not None and vocab_size < 1:
         raise WwmPrepError(f"--vocab-size must be positive, not {vocab_size}")
-    tok = read_tokenizer_file(tokenizer) if tokenizer is not None else None
+    tok = open_tokenizer(tokenizer) if tokenizer is not None else None
+    declare: dict[str, Any] = {}
     if tok is not None:
-        vocab_size = M.pad_vocab_size(tok.pieces)
-    cfg = M.get_config(config, vocab_size)
+        vocab_size = network.pad_vocab_size(tok.pieces)
+        declare = {TOKENIZER_SHA_KEY: tok.sha256, TOKENIZER_PATH_KEY: str(tok.path.resolve()),
+                   TOKENIZER_PIECES_KEY: tok.pieces}
+        declare |= {f"{role}_token_id": tok.special_ids[role] for role in ("bos", "eos", "pad", "mask")
+                    if role in tok.special_ids}
+    cfg = network.get_config(config, vocab_size)
     out = Path(out)
-    M.init_checkpoint(cfg, out, seed=seed, dtype=dtype, overwrite=overwrite)
-    if tok is not None:
-        path = out / "config.json"
-        d = json.loads(path.read_text(encoding="utf-8"))
-        d[TOKENIZER_SHA_KEY] = tok.sha256
-        d[TOKENIZER_PATH_KEY] = str(tok.path)
-        d[TOKENIZER_PIECES_KEY] = tok.pieces
-        for key, role in (("bos_token_id", "bos"), ("eos_token_id", "eos"), ("pad_token_id", "pad"),
-                          ("mask_token_id", "mask")):
-            if role in tok.special_ids:
-                d[key] = tok.special_ids[role]
-        path.write_text(json.dumps(d, indent=2) + "\n", encoding="utf-8")
+    checkpoint.init_checkpoint(cfg, out, seed=seed, dtype=dtype, overwrite=overwrite, declare=declare)
     return {
         "dir": str(out),
         "config": cfg,
-        "parameters": M.num_parameters(cfg),
+        "parameters": network.num_parameters(cfg),
         "dtype": dtype,
         "seed": seed,
-        "tokenizer": None if tok is None else {"path": str(tok.path), "sha256": tok.sha256, "pieces": tok.pieces},
+        "tokenizer": None if tok is None else {"path": declare[TOKENIZER_PATH_KEY], "sha256": tok.sha256,
+                                               "pieces": tok.pieces},
         "bytes": sum(p.stat().st_size for p in out.iterdir() if p.is_file()),
     }
 
 
 def _model_tokenizer(declared: DeclaredModel, tokenizer: Path | None) -> tuple[str | None, str]:
-    """The sha256 of the model's tokenizer (None: unknown) and where that knowledge comes from."""
+    """The sha256 of the model's tokenizer (None: unknown) and where that knowledge comes from; a `tokenizer`
+    given for the model must be the one it declares, if it declares one."""
     if tokenizer is None:
         return declared.tokenizer_sha256, "declared in its config.json"
-    from wwm_prep.core.files import sha256_file
-
-    if not Path(tokenizer).is_file():
-        raise WwmPrepError(f"tokenizer not found: {tokenizer}")
-    sha = sha256_file(Path(tokenizer))
-    if declared.tokenizer_sha256 and sha != declared.tokenizer_sha256:
-        raise WwmPrepError(
-            f"{tokenizer} is not the tokenizer the model declares (sha256 {sha[:16]}… ≠ "
-            f"{declared.tokenizer_sha256[:16]}… in {declared.dir / 'config.json'}); leave out --tokenizer"
-        )
-    return sha, f"given by --tokenizer {tokenizer}"
+    path, _ = locate_tokenizer(declared.tokenizer_path, declared.tokenizer_sha256, tokenizer,
+                               made_with="the model declares")
+    return declared.tokenizer_sha256 or sha256_file(path), f"given by --tokenizer {tokenizer}"
 
 
 # ---------------------------------------------------------------------------------------------- packed data
@@ -150,10 +116,7 @@ def _model_tokenizer(declared: DeclaredModel, tokenizer: Path | None) -> tuple[s
 class PackedData:
     dir: Path
     seq_len: int
-    tokenizer_sha256: str | None
-    tokenizer_path: str | None
-    tokenizer_pieces: int | None
-    special_ids: dict[str, int]
+    tokenizer: TokenizerRecord  # what segment and pack recorded of the data's tokenizer
     shards: list[Path]
     rows: int
 
@@ -161,36 +124,24 @@ class PackedData:
 def open_packed(data_dir: Path) -> PackedData:
     """The manifest of a `pack` output directory, with the tokenizer facts it inherited from `segment`."""
     data_dir = Path(data_dir)
-    path = data_dir / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise WwmPrepError(f"{data_dir}: no manifest.json; give a directory written by `wwm-prep pack`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WwmPrepError(f"{path} cannot be read: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != "sequences":
-        raise WwmPrepError(f"{path} is not a sequence manifest; give a directory written by `wwm-prep pack`")
-    config = manifest.get("config", {})
-    tok = config.get("tokenizer") or {}
-    doc_tok = ((manifest.get("documents") or {}).get("config") or {}).get("tokenizer") or {}
-    specials = {**doc_tok.get("special_ids", {}), **tok.get("special_ids", {})}
-    missing = [role for role in ("mask", "pad") if role not in specials]
+    manifest = SequenceManifest.read(data_dir)
+    tokenizer = manifest.tokenizer
+    missing = [role for role in ("mask", "pad") if role not in tokenizer.special_ids]
     if missing:
-        raise WwmPrepError(f"{path} records no {' or '.join(missing)} id for the data's tokenizer; cannot mask its rows")
-    shards = [data_dir / s["file"] for s in manifest.get("shards", [])]
+        raise WwmPrepError(f"{data_dir / 'manifest.json'} records no {' or '.join(missing)} id for the data's "
+                           "tokenizer; cannot mask its rows")
+    shards = [data_dir / s["file"] for s in manifest.shards]
     absent = [s for s in shards if not s.is_file()]
     if absent:
-        raise WwmPrepError(f"{absent[0]} is listed in {path} but missing; rerun `wwm-prep pack`")
-    return PackedData(
-        dir=data_dir,
-        seq_len=int(config["seq_len"]),
-        tokenizer_sha256=tok.get("sha256") or doc_tok.get("sha256"),
-        tokenizer_path=doc_tok.get("path"),
-        tokenizer_pieces=doc_tok.get("vocab_size"),
-        special_ids={k: int(v) for k, v in specials.items()},
-        shards=shards,
-        rows=int(manifest.get("totals", {}).get("rows", 0)),
-    )
+        raise WwmPrepError(f"{absent[0]} is listed in {data_dir / 'manifest.json'} but missing; rerun `wwm-prep pack`")
+    return PackedData(data_dir, manifest.config.seq_len, tokenizer, shards, int(manifest.totals.get("rows", 0)))
+
+
+def _split_lists(column: Any, dtype: type) -> list[np.ndarray]:
+    """An Arrow list column as one NumPy array per row, by its offsets (no Python object per token)."""
+    offsets = column.offsets.to_numpy()
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    return np.split(values, offsets[1:-1] - offsets[0])
 
 
 def read_rows(data: PackedData, n: int) -> list[dict[str, Any]]:
@@ -202,23 +153,13 @@ def read_rows(data: PackedData, n: int) -> list[dict[str, Any]]:
     for shard in data.shards:
         for batch in read_batches(shard, schema):
             take = min(batch.num_rows, n - len(rows))
-            cols = {name: batch.column(name).slice(0, take).to_pylist()
-                    for name in ("input_ids", "word_starts", "doc_lengths", "doc_sources")}
-            for i in range(take):
-                rows.append({
-                    "input_ids": np.asarray(cols["input_ids"][i], dtype=np.int64),
-                    "word_starts": np.asarray(cols["word_starts"][i], dtype=np.uint8),
-                    "doc_lengths": np.asarray(cols["doc_lengths"][i], dtype=np.int64),
-                    "doc_sources": cols["doc_sources"][i],
-                })
+            cols = {name: _split_lists(batch.column(name).slice(0, take), dtype)
+                    for name, dtype in (("input_ids", np.int64), ("word_starts", np.uint8), ("doc_lengths", np.int64))}
+            sources = batch.column("doc_sources").slice(0, take).to_pylist()
+            rows += [{**{name: cols[name][i] for name in ROW_COLUMNS}, "doc_sources": sources[i]} for i in range(take)]
             if len(rows) >= n:
                 return rows
     return rows
-
-
-def subset_of(source: str) -> str:
-    """`ja_wiki:ja/ja_wiki/train_0.jsonl.gz:12:1/3@1` → `ja_wiki`."""
-    return source.split(":", 1)[0]
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -230,37 +171,48 @@ class Flag:
     message: str
 
 
+def _tokenizer_flags(model_tokenizer_sha: str | None, data: PackedData, origin: str) -> list[Flag]:
+    data_sha = data.tokenizer.sha256
+    if not (model_tokenizer_sha and data_sha and model_tokenizer_sha != data_sha):
+        return []
+    return [Flag("tokenizer_mismatch", (
+        f"tokenizer mismatch: the data was tokenized with sha256 {data_sha[:16]}… "
+        f"({data.tokenizer.path or 'path unknown'}), the model's tokenizer has sha256 {model_tokenizer_sha[:16]}… "
+        f"({origin}); "
+        "the model would read these ids as other tokens"))]
+
+
+def _vocabulary_flags(cfg: network.ModelConfig, data: PackedData, rows: Sequence[Mapping[str, Any]]) -> list[Flag]:
+    pieces = data.tokenizer.vocab_size
+    max_id = max((int(r["input_ids"].max()) for r in rows if r["input_ids"].size), default=-1)
+    what = []
+    if pieces is not None and pieces > cfg.vocab_size:
+        what.append(f"the data's tokenizer has {pieces:,} pieces")
+    if max_id >= cfg.vocab_size:
+        what.append(f"the rows read hold ids up to {max_id:,}")
+    if not what:
+        return []
+    return [Flag("ids_out_of_vocab", (
+        f"ids do not fit the model: {' and '.join(what)}, but the model's vocab_size is {cfg.vocab_size:,} "
+        "(ids must be below it): another tokenizer, or a model made for a smaller vocabulary"))]
+
+
+def _length_flags(cfg: network.ModelConfig, data: PackedData, rows: Sequence[Mapping[str, Any]]) -> list[Flag]:
+    length = max(data.seq_len, max((len(r["input_ids"]) for r in rows), default=data.seq_len))
+    if length <= cfg.max_position_embeddings:
+        return []
+    longest_piece = max((int(r["doc_lengths"].max()) for r in rows if r["doc_lengths"].size), default=0)
+    return [Flag("rows_too_long", (
+        f"rows too long: the data's rows are {length:,} tokens (pack --seq-len), the model's "
+        f"max_position_embeddings is {cfg.max_position_embeddings:,} (longest piece read: {longest_piece:,}); "
+        "repack with a --seq-len the model takes, or use a model with more positions"))]
+
+
 def preflight(declared: DeclaredModel, model_tokenizer_sha: str | None, data: PackedData,
               rows: Sequence[Mapping[str, Any]], origin: str = "declared in its config.json") -> list[Flag]:
     """Mismatches found from config.json, the manifest and the rows' ids alone: no weights, no forward."""
-    cfg, flags = declared.config, []
-    if model_tokenizer_sha and data.tokenizer_sha256 and model_tokenizer_sha != data.tokenizer_sha256:
-        flags.append(Flag("tokenizer_mismatch", (
-            f"tokenizer mismatch: the data was tokenized with sha256 {data.tokenizer_sha256[:16]}… "
-            f"({data.tokenizer_path or 'path unknown'}), the model's tokenizer has sha256 {model_tokenizer_sha[:16]}… "
-            f"({origin}); "
-            "the model would read these ids as other tokens")))
-    max_id = max((int(r["input_ids"].max()) for r in rows if r["input_ids"].size), default=-1)
-    too_big = max_id >= cfg.vocab_size
-    pieces_too_many = data.tokenizer_pieces is not None and data.tokenizer_pieces > cfg.vocab_size
-    if too_big or pieces_too_many:
-        what = []
-        if pieces_too_many:
-            what.append(f"the data's tokenizer has {data.tokenizer_pieces:,} pieces")
-        if too_big:
-            what.append(f"the rows read hold ids up to {max_id:,}")
-        flags.append(Flag("ids_out_of_vocab", (
-            f"ids do not fit the model: {' and '.join(what)}, but the model's vocab_size is {cfg.vocab_size:,} "
-            "(ids must be below it): another tokenizer, or a model made for a smaller vocabulary")))
-    longest = max((len(r["input_ids"]) for r in rows), default=data.seq_len)
-    length = max(data.seq_len, longest)
-    if length > cfg.max_position_embeddings:
-        longest_piece = max((int(r["doc_lengths"].max()) for r in rows if r["doc_lengths"].size), default=0)
-        flags.append(Flag("rows_too_long", (
-            f"rows too long: the data's rows are {length:,} tokens (pack --seq-len), the model's "
-            f"max_position_embeddings is {cfg.max_position_embeddings:,} (longest piece read: {longest_piece:,}); "
-            "repack with a --seq-len the model takes, or use a model with more positions")))
-    return flags
+    return (_tokenizer_flags(model_tokenizer_sha, data, origin) + _vocabulary_flags(declared.config, data, rows)
+            + _length_flags(declared.config, data, rows))
 
 
 def loss_flags(loss: float, vocab_size: int) -> list[Flag]:
@@ -282,94 +234,142 @@ def loss_flags(loss: float, vocab_size: int) -> list[Flag]:
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
-@dataclass
-class SubsetStats:
-    loss_sum: float = 0.0
-    correct: int = 0
-    count: int = 0
-
-    def add(self, losses: np.ndarray, correct: np.ndarray) -> None:
-        self.loss_sum += float(losses.astype(np.float64).sum())
-        self.correct += int(correct.sum())
-        self.count += int(losses.size)
-
-    def summary(self) -> dict[str, Any]:
-        loss = self.loss_sum / self.count if self.count else float("nan")
-        return {
-            "masked_tokens": self.count,
-            "loss": loss,
-            "accuracy": self.correct / self.count if self.count else float("nan"),
-            "perplexity": math.exp(loss) if math.isfinite(loss) and loss < 700 else float("inf"),
-        }
+def _stats(losses: np.ndarray, correct: np.ndarray) -> network.MLMStats:
+    return network.MLMStats(float(losses.astype(np.float64).sum()), int(correct.sum()), int(losses.size))
 
 
-def token_losses(model: M.Model, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _summary(stats: network.MLMStats) -> dict[str, Any]:
+    loss = stats.loss
+    return {"masked_tokens": stats.count, "loss": loss, "accuracy": stats.accuracy,
+            "perplexity": math.exp(loss) if math.isfinite(loss) and loss < 700 else float("inf")}
+
+
+def token_losses(model: network.Model, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per predicted token (labels ≠ -100): cross-entropy and whether the argmax is right, and where it is.
 
-    The same computation as `model.mlm_loss`, kept per token so that losses can be split by subset.
+    The same computation as `network.mlm_loss`, kept per token so that losses can be split by subset.
     """
     ids, labels = np.asarray(batch["input_ids"]), np.asarray(batch["labels"])
-    h = M.encode(model, ids, attention_mask=np.asarray(batch["attention_mask"]),
-                 position_ids=np.asarray(batch["position_ids"]) if "position_ids" in batch else None)
-    select = labels != M.IGNORE_INDEX
-    h, target = h[select], labels[select]
+    h = network.encode(model, ids, attention_mask=np.asarray(batch["attention_mask"]),
+                       position_ids=np.asarray(batch["position_ids"]) if "position_ids" in batch else None)
+    select = labels != network.IGNORE_INDEX
+    target = labels[select]
     losses = np.empty(len(target), dtype=np.float64)
     correct = np.empty(len(target), dtype=bool)
-    w = model.output_weight
-    for s in range(0, len(target), HEAD_CHUNK):
-        logits = h[s : s + HEAD_CHUNK] @ w.T
-        t = target[s : s + HEAD_CHUNK]
-        m = logits.max(axis=-1)
-        lse = m + np.log(np.exp(logits - m[:, None]).sum(axis=-1))
-        losses[s : s + len(t)] = lse - logits[np.arange(len(t)), t]
-        correct[s : s + len(t)] = logits.argmax(axis=-1) == t
+    for s, chunk_losses, chunk_correct in network.head_losses(model, h[select], target, HEAD_CHUNK):
+        losses[s : s + len(chunk_losses)] = chunk_losses
+        correct[s : s + len(chunk_losses)] = chunk_correct
     return losses, correct, select
 
 
 def _token_subsets(rows: Sequence[Mapping[str, Any]], width: int, names: dict[str, int]) -> np.ndarray:
     """(rows, width): the index of the subset of the piece each token lies in; -1 in padding."""
-    out = np.full((len(rows), width), -1, dtype=np.int64)
-    for r, row in enumerate(rows):
-        idx = [names.setdefault(subset_of(s), len(names)) for s in row["doc_sources"]]
-        per_token = np.repeat(np.asarray(idx, dtype=np.int64), row["doc_lengths"])
-        out[r, : len(per_token)] = per_token
-    return out
+    lengths = [np.asarray(r["doc_lengths"], dtype=np.int64) for r in rows]
+    pieces = np.asarray([names.setdefault(subset_of(s), len(names)) for r in rows for s in r["doc_sources"]],
+                        dtype=np.int64)
+    out = np.full(len(rows) * width, -1, dtype=np.int64)
+    out[RowLayout.of(lengths, width).filled()] = np.repeat(pieces, np.concatenate(lengths))
+    return out.reshape(len(rows), width)
 
 
-def run_sanity(
-    model_dir: Path,
-    data_dir: Path,
-    *,
-    batches: int = DEFAULT_BATCHES,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    seed: int = 0,
-    tokenizer: Path | None = None,
-    log: Callable[[str], None] = _log_nothing,
-) -> dict[str, Any]:
-    """Check a model against packed data; returns a report whose `red_flags` are empty when all is well."""
+@dataclass
+class _Tally:
+    """What the batches add up to: masked-LM sums overall and per subset index, seconds, tokens."""
+
+    overall: network.MLMStats = field(default_factory=network.MLMStats)
+    per_subset: dict[int, network.MLMStats] = field(default_factory=dict)
+    names: dict[str, int] = field(default_factory=dict)  # subset name → index
+    collate_seconds: float = 0.0
+    forward_seconds: float = 0.0
+    tokens: int = 0
+
+    def add(self, losses: np.ndarray, correct: np.ndarray, where: np.ndarray) -> None:
+        self.overall += _stats(losses, correct)
+        for i in map(int, np.unique(where)):
+            here = where == i
+            self.per_subset[i] = self.per_subset.get(i, network.MLMStats()) + _stats(losses[here], correct[here])
+
+    def subsets(self) -> dict[str, dict[str, Any]]:
+        """Summaries by subset name, in name order."""
+        by_index = {i: name for name, i in self.names.items()}
+        return {by_index[i]: _summary(self.per_subset[i])
+                for i in sorted((i for i in self.per_subset if i >= 0), key=by_index.__getitem__)}
+
+
+def _masking_collator(data: PackedData, cfg: network.ModelConfig, seed: int) -> Any:
+    """The collator a trainer would use on this data: its special ids, replacements within both vocabularies."""
     from wwm_prep.train.collator import WholeWordMaskCollator
 
-    if batches < 1 or batch_size < 1:
-        raise WwmPrepError("--batches and --batch-size must be at least 1")
-    declared = read_model_config(model_dir)
-    data = open_packed(data_dir)
-    model_sha, sha_origin = _model_tokenizer(declared, tokenizer)
+    sp = data.tokenizer.special_ids
+    return WholeWordMaskCollator(
+        mask_id=sp["mask"], pad_id=sp["pad"], special_ids=sorted(set(sp.values())),
+        vocab_size=min(data.tokenizer.vocab_size or cfg.vocab_size, cfg.vocab_size), seed=seed,
+    )
+
+
+def _evaluate(model: network.Model, collator: Any, rows: Sequence[Mapping[str, Any]], batch_size: int,
+              log: Callable[[str], None]) -> tuple[_Tally, int]:
+    """Mask the rows batch by batch as a trainer would and score the model on each; the tally and batch count."""
+    tally = _Tally()
+    n_batches = -(-len(rows) // batch_size)
+    for b in range(n_batches):
+        chunk = rows[b * batch_size : (b + 1) * batch_size]
+        started = time.perf_counter()
+        batch = collator.collate([{k: r[k] for k in ROW_COLUMNS} for r in chunk], epoch=0, first_row=b * batch_size)
+        tally.collate_seconds += time.perf_counter() - started
+        subsets = _token_subsets(chunk, batch["input_ids"].shape[1], tally.names)
+        started = time.perf_counter()
+        losses, correct, select = token_losses(model, batch)
+        seconds = time.perf_counter() - started
+        tally.forward_seconds += seconds
+        tally.tokens += int(batch["input_ids"].size)
+        tally.add(losses, correct, subsets[select])
+        log(f"batch {b + 1}/{n_batches}: {len(chunk)} rows, {int(select.sum())} masked tokens, {seconds:.2f} s")
+    return tally, n_batches
+
+
+def _describe(declared: DeclaredModel, data: PackedData, rows_read: int, model_sha: str | None, origin: str,
+              seed: int) -> dict[str, Any]:
+    """The report's head: what was compared with what, before anything ran."""
     cfg = declared.config
-    rows = read_rows(data, batches * batch_size)
-    if not rows:
-        raise WwmPrepError(f"{data_dir}: the shards hold no rows")
-    report: dict[str, Any] = {
+    return {
         "model": {"dir": str(declared.dir), "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
                   "num_hidden_layers": cfg.num_hidden_layers, "max_position_embeddings": cfg.max_position_embeddings,
-                  "parameters": M.num_parameters(cfg), "tokenizer_sha256": model_sha,
-                  "tokenizer_origin": sha_origin if model_sha else None},
-        "data": {"dir": str(data.dir), "seq_len": data.seq_len, "rows": data.rows, "rows_read": len(rows),
-                 "tokenizer_sha256": data.tokenizer_sha256, "tokenizer_path": data.tokenizer_path},
+                  "parameters": network.num_parameters(cfg), "tokenizer_sha256": model_sha,
+                  "tokenizer_origin": origin if model_sha else None},
+        "data": {"dir": str(data.dir), "seq_len": data.seq_len, "rows": data.rows, "rows_read": rows_read,
+                 "tokenizer_sha256": data.tokenizer.sha256, "tokenizer_path": data.tokenizer.path},
         "seed": seed,
         "ran_forward": False,
         "notes": [],
         "red_flags": [],
     }
+
+
+def _results(tally: _Tally, n_batches: int, batch_size: int, vocab_size: int) -> dict[str, Any]:
+    """The report's measured part, in the order it is printed."""
+    seconds = tally.forward_seconds
+    return {
+        "ran_forward": True, "batches": n_batches, "batch_size": batch_size, "tokens": tally.tokens,
+        "overall": _summary(tally.overall), "subsets": tally.subsets(), "ln_vocab": math.log(vocab_size),
+        "forward_seconds": seconds, "tokens_per_second": tally.tokens / seconds if seconds > 0 else float("inf"),
+        "collate_ms_per_batch": 1000 * tally.collate_seconds / n_batches,
+    }
+
+
+def run_sanity(model_dir: Path, data_dir: Path, *, batches: int = DEFAULT_BATCHES,
+               batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0, tokenizer: Path | None = None,
+               log: Callable[[str], None] = _log_nothing) -> dict[str, Any]:
+    """Check a model against packed data; returns a report whose `red_flags` are empty when all is well."""
+    if batches < 1 or batch_size < 1:
+        raise WwmPrepError("--batches and --batch-size must be at least 1")
+    declared = read_model_config(model_dir)
+    data = open_packed(data_dir)
+    model_sha, sha_origin = _model_tokenizer(declared, tokenizer)
+    rows = read_rows(data, batches * batch_size)
+    if not rows:
+        raise WwmPrepError(f"{data_dir}: the shards hold no rows")
+    report = _describe(declared, data, len(rows), model_sha, sha_origin, seed)
     if len(rows) < batches * batch_size:
         report["notes"].append(f"the data holds only {len(rows)} rows; all of them were used")
     if model_sha is None:
@@ -383,52 +383,15 @@ def run_sanity(
 
     log(f"loading {declared.dir} ({report['model']['parameters']:,} parameters)")
     started = time.perf_counter()
-    model = M.load_model(declared.dir)
+    model = checkpoint.load_model(declared.dir)
     report["load_seconds"] = time.perf_counter() - started
-    sp = data.special_ids
-    collator = WholeWordMaskCollator(
-        mask_id=sp["mask"], pad_id=sp["pad"], special_ids=sorted(set(sp.values())),
-        vocab_size=min(data.tokenizer_pieces or cfg.vocab_size, cfg.vocab_size), seed=seed,
-    )
-    names: dict[str, int] = {}
-    per_subset: dict[int, SubsetStats] = {}
-    overall = SubsetStats()
-    forward_seconds = collate_seconds = 0.0
-    tokens = 0
-    n_batches = -(-len(rows) // batch_size)
-    for b in range(n_batches):
-        chunk = rows[b * batch_size : (b + 1) * batch_size]
-        started = time.perf_counter()
-        batch = collator.collate([{k: r[k] for k in ("input_ids", "word_starts", "doc_lengths")} for r in chunk],
-                                 epoch=0, first_row=b * batch_size)
-        collate_seconds += time.perf_counter() - started
-        subsets = _token_subsets(chunk, batch["input_ids"].shape[1], names)
-        started = time.perf_counter()
-        losses, correct, select = token_losses(model, batch)
-        seconds = time.perf_counter() - started
-        forward_seconds += seconds
-        tokens += int(batch["input_ids"].size)
-        overall.add(losses, correct)
-        where = subsets[select]
-        for i in np.unique(where):
-            per_subset.setdefault(int(i), SubsetStats()).add(losses[where == i], correct[where == i])
-        log(f"batch {b + 1}/{n_batches}: {len(chunk)} rows, {int(select.sum())} masked tokens, {seconds:.2f} s")
-    by_index = {i: name for name, i in names.items()}
-    report["ran_forward"] = True
-    report["batches"] = n_batches
-    report["batch_size"] = batch_size
-    report["tokens"] = tokens
-    report["overall"] = overall.summary()
-    report["subsets"] = {by_index[i]: per_subset[i].summary()
-                         for i in sorted((i for i in per_subset if i >= 0), key=by_index.__getitem__)}
-    report["ln_vocab"] = math.log(cfg.vocab_size)
-    report["forward_seconds"] = forward_seconds
-    report["tokens_per_second"] = tokens / forward_seconds if forward_seconds > 0 else float("inf")
-    report["collate_ms_per_batch"] = 1000 * collate_seconds / n_batches
-    if overall.count == 0:
+    collator = _masking_collator(data, declared.config, seed)
+    tally, n_batches = _evaluate(model, collator, rows, batch_size, log)
+    report |= _results(tally, n_batches, batch_size, declared.config.vocab_size)
+    if tally.overall.count == 0:
         flags.append(Flag("nothing_masked", "no token was masked: the rows hold no maskable tokens"))
     else:
-        flags += loss_flags(report["overall"]["loss"], cfg.vocab_size)
+        flags += loss_flags(report["overall"]["loss"], declared.config.vocab_size)
     report["red_flags"] = [vars(f) for f in flags]
     return report
 
@@ -464,12 +427,8 @@ def format_report(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def json_default(value: Any) -> Any:
-    return str(value)
-
-
 def report_json(report: Mapping[str, Any]) -> str:
-    """JSON for machines; NaN and infinity become null."""
+    """JSON for machines (the `sanity` report and the `fill-mask` result alike); NaN and infinity become null."""
 
     def clean(v: Any) -> Any:
         if isinstance(v, float) and not math.isfinite(v):
@@ -480,148 +439,4 @@ def report_json(report: Mapping[str, Any]) -> str:
             return [clean(x) for x in v]
         return v
 
-    return json.dumps(clean(report), ensure_ascii=False, indent=2, default=json_default)
-
-
-# ---------------------------------------------------------------------------------------------- fill-mask
-
-
-@dataclass
-class MaskedText:
-    """Token ids of a text with `<MASK>` marks, and what each masked position stands for."""
-
-    ids: list[int] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)  # index in `ids` of each masked token
-    labels: list[str] = field(default_factory=list)  # human description of each masked token
-
-
-def _no_dummy_prefix(path: Path) -> Any:
-    """The same SentencePiece model without `add_dummy_prefix`, to tokenize text that continues a line."""
-    import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2
-
-    proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString(Path(path).read_bytes())
-    proto.normalizer_spec.add_dummy_prefix = False
-    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
-
-
-def encode_masked(text: str, tokenizer_path: Path) -> MaskedText:
-    """Tokenize `text`, where `<MASK>` is one masked token and `<MASK>{word}` masks every token of `word`.
-
-    The text between marks is tokenized as it stands; only the first part gets SentencePiece's dummy
-    prefix (as a document's start does), so the ids are those of the whole text. `<MASK|LLM-jp>` (the
-    Hugging Face name) is accepted for `<MASK>`. The ids are wrapped `<CLS> … <SEP>` as packed rows are.
-    """
-    import sentencepiece as spm
-
-    from wwm_prep.text.tokenizer import special_ids
-
-    first = spm.SentencePieceProcessor(model_file=str(tokenizer_path))
-    rest = _no_dummy_prefix(tokenizer_path)
-    specials = special_ids(first)
-    if "mask" not in specials:
-        raise WwmPrepError(f"{tokenizer_path} has no <MASK> piece")
-    out = MaskedText()
-    if "cls" in specials:
-        out.ids.append(specials["cls"])
-    started = False
-
-    def encode(part: str) -> list[int]:
-        nonlocal started
-        if not part:
-            return []
-        ids = (rest if started else first).encode(part)
-        started = True
-        return list(ids)
-
-    at = 0
-    n_masks = 0
-    for match in MASK_MARK.finditer(text):
-        out.ids += encode(text[at : match.start()])
-        at = match.end()
-        word = match.group(1)
-        if word is None:
-            n_masks += 1
-            out.positions.append(len(out.ids))
-            out.labels.append(f"<MASK> {n_masks}")
-            out.ids.append(specials["mask"])
-            started = True
-            continue
-        if not word:
-            raise WwmPrepError("an empty word: write <MASK>{word} with the word between the braces, or <MASK>")
-        word_ids = encode(word)
-        n_masks += 1
-        for j, i in enumerate(word_ids):
-            out.positions.append(len(out.ids))
-            out.labels.append(f"<MASK> {n_masks} = {word}, token {j + 1} of {len(word_ids)} ({first.id_to_piece(i)})")
-            out.ids.append(specials["mask"])
-    out.ids += encode(text[at:])
-    if "sep" in specials:
-        out.ids.append(specials["sep"])
-    if not out.positions:
-        raise WwmPrepError('no <MASK> in the text: mark one token with <MASK>, or a whole word with <MASK>{word}')
-    return out
-
-
-def resolve_tokenizer(declared: DeclaredModel, tokenizer: Path | None) -> Path:
-    """The tokenizer to read text with: `tokenizer` (checked against the declaration), else the declared one."""
-    from wwm_prep.core.files import sha256_file
-
-    if tokenizer is not None:
-        _model_tokenizer(declared, tokenizer)  # raises if it contradicts the declaration
-        return Path(tokenizer)
-    path = Path(declared.tokenizer_path) if declared.tokenizer_path else None
-    if path is None:
-        raise WwmPrepError(f"the model in {declared.dir} declares no tokenizer path: give --tokenizer")
-    if not path.is_file():
-        raise WwmPrepError(f"the model's tokenizer {path} (recorded in its config.json) is not there: give --tokenizer")
-    if declared.tokenizer_sha256 and sha256_file(path) != declared.tokenizer_sha256:
-        raise WwmPrepError(f"{path} has changed since the model recorded it (sha256 differs): give --tokenizer")
-    return path
-
-
-def fill_mask(model_dir: Path, text: str, *, tokenizer: Path | None = None, k: int = 5) -> dict[str, Any]:
-    """The top-k fillers of every masked position of `text` (see `encode_masked` for the syntax)."""
-    import sentencepiece as spm
-
-    if k < 1:
-        raise WwmPrepError("--top-k must be at least 1")
-    declared = read_model_config(model_dir)
-    tok_path = resolve_tokenizer(declared, tokenizer)
-    masked = encode_masked(text, tok_path)
-    cfg = declared.config
-    if max(masked.ids) >= cfg.vocab_size:
-        raise WwmPrepError(f"the tokenizer's ids go up to {max(masked.ids):,}, beyond the model's vocab_size "
-                           f"{cfg.vocab_size:,}: not this model's tokenizer")
-    if len(masked.ids) > cfg.max_position_embeddings:
-        raise WwmPrepError(f"the text is {len(masked.ids):,} tokens, more than the model's "
-                           f"{cfg.max_position_embeddings:,} positions")
-    model = M.load_model(declared.dir)
-    ids = np.asarray([masked.ids], dtype=np.int64)
-    select = np.zeros_like(ids, dtype=bool)
-    select[0, masked.positions] = True
-    top_ids, top_p = M.top_k(model, ids, select, k=min(k, cfg.vocab_size))
-    sp = spm.SentencePieceProcessor(model_file=str(tok_path))
-    n = sp.get_piece_size()
-
-    def piece(i: int) -> str:
-        return sp.id_to_piece(int(i)) if int(i) < n else f"[id {int(i)}]"  # padded rows of the head
-
-    return {
-        "tokenizer": str(tok_path),
-        "tokens": [piece(i) for i in masked.ids],
-        "masks": [
-            {"label": label, "position": pos,
-             "candidates": [{"id": int(i), "piece": piece(i), "probability": float(p)} for i, p in zip(ti, tp)]}
-            for label, pos, ti, tp in zip(masked.labels, masked.positions, top_ids, top_p)
-        ],
-    }
-
-
-def format_fill_mask(result: Mapping[str, Any]) -> str:
-    lines = ["input: " + " ".join(result["tokens"])]
-    for m in result["masks"]:
-        lines.append(m["label"])
-        lines += [f"  {r:>3}. {c['piece']:<16} {c['probability']:.3g}" for r, c in enumerate(m["candidates"], 1)]
-    return "\n".join(lines)
+    return json.dumps(clean(report), ensure_ascii=False, indent=2, default=str)

@@ -92,8 +92,9 @@ def fill_mask(text: str, model_dir: Path, tokenizer: Path | None, top_k: int, as
     `<MASK>` stands for one token; `<MASK>{word}` masks every token of word (whole-word masking) and
     prints the candidates of each of its positions, e.g. "東北<MASK>{大学}で研究する".
     """
-    from wwm_prep.check.sanity import fill_mask as run_fill_mask
-    from wwm_prep.check.sanity import format_fill_mask, report_json
+    from wwm_prep.check.fill_mask import fill_mask as run_fill_mask
+    from wwm_prep.check.fill_mask import format_fill_mask
+    from wwm_prep.check.sanity import report_json
 
     result = run_fill_mask(model_dir, text, tokenizer=tokenizer, k=top_k)
     click.echo(report_json(result) if as_json else format_fill_mask(result))

@@ -1,28 +1,13 @@
-"""The NumPy model: configs, checkpoints (errors, bf16, shards), packing semantics, masked-LM helpers."""
+"""The NumPy network: configs, packing semantics, masked-LM helpers (on a tiny model held in memory)."""
 
 import json
 
 import numpy as np
 import pytest
 
+from tests.check.conftest import VOCAB, ids_for
 from wwm_prep.check import network as M
 from wwm_prep.core.errors import WwmPrepError
-
-VOCAB = 300
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return M.init_checkpoint("tiny", tmp_path_factory.mktemp("tiny"), seed=0, vocab_size=VOCAB)
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_dir):
-    return M.load_model(tiny_dir)
-
-
-def ids_for(shape, seed=0):
-    return np.random.default_rng(seed).integers(0, VOCAB, shape)
 
 
 # --------------------------------------------------------------------------- configs
@@ -48,6 +33,7 @@ def test_config_round_trips_through_hf_json_and_reads_rope_parameters():
     cfg = M.get_config("bert-alpha-500m")
     d = cfg.to_hf_dict("bfloat16")
     assert d["model_type"] == "llama" and d["architectures"] and d["torch_dtype"] == "bfloat16"
+    assert (d["bos_token_id"], d["eos_token_id"], d["pad_token_id"], d["mask_token_id"]) == (1, 2, 4, 3)  # llm-jp v3
     assert M.ModelConfig.from_dict(json.loads(json.dumps(d))) == cfg
     v5 = {k: v for k, v in d.items() if k != "rope_theta"}
     v5["rope_parameters"] = {"rope_type": "default", "rope_theta": 20000.0}
@@ -81,121 +67,6 @@ def test_unknown_preset_lists_the_choices():
         M.get_config("huge")
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def test_init_checkpoint_writes_hf_layout(tiny_dir, tiny):
-    assert sorted(p.name for p in tiny_dir.iterdir()) == ["config.json", "model.safetensors"]
-    config = json.loads((tiny_dir / "config.json").read_text())
-    assert config["model_type"] == "llama" and config["vocab_size"] == VOCAB
-    header, start = M.read_safetensors_header(tiny_dir / "model.safetensors")
-    assert start % 8 == 0
-    assert {k: tuple(v["shape"]) for k, v in header.items()} == M.parameter_shapes(tiny.config)
-    assert sum(w.size for w in tiny.weights.values()) == M.num_parameters(tiny.config)
-    assert all(w.dtype == np.float32 for w in tiny.weights.values())
-
-
-def test_init_is_deterministic_and_refuses_to_overwrite(tmp_path, tiny):
-    M.init_checkpoint("tiny", tmp_path / "a", seed=0, vocab_size=VOCAB)
-    again = M.load_model(tmp_path / "a")
-    assert all(np.array_equal(again.weights[k], tiny.weights[k]) for k in tiny.weights)
-    with pytest.raises(M.CheckpointError, match="overwrite"):
-        M.init_checkpoint("tiny", tmp_path / "a", vocab_size=VOCAB)
-    M.init_checkpoint("tiny", tmp_path / "a", seed=1, vocab_size=VOCAB, overwrite=True)
-    other = M.load_model(tmp_path / "a")
-    assert not np.array_equal(other.weights["lm_head.weight"], tiny.weights["lm_head.weight"])
-
-
-def test_bfloat16_checkpoint_matches_float32_within_bf16_rounding(tmp_path, tiny):
-    M.init_checkpoint("tiny", tmp_path, seed=0, dtype="bfloat16", vocab_size=VOCAB)
-    assert (tmp_path / "model.safetensors").stat().st_size < 0.55 * sum(w.nbytes for w in tiny.weights.values())
-    bf = M.load_model(tmp_path)
-    for name, w in tiny.weights.items():
-        # bf16 keeps 8 significant bits: rounding to nearest errs by at most half a unit, 2^-8 relative.
-        assert np.all(np.abs(bf.weights[name] - w) <= np.abs(w) * 2.0**-8), name
-        np.testing.assert_array_equal(bf.weights[name], M.bf16_to_f32(M.f32_to_bf16(w)))
-    ids = ids_for((1, 64))
-    a, b = M.forward(tiny, ids), M.forward(bf, ids)
-    assert np.abs(a - b).max() < 0.02 * np.abs(a).max()
-
-
-def test_bf16_conversion_rounds_to_nearest_even():
-    x = np.array([1.0, 1.0 + 2**-8, 1.0 + 3 * 2**-8, 1.0 + 2**-8 + 2**-20, -2.5, 0.0, np.inf], dtype=np.float32)
-    back = M.bf16_to_f32(M.f32_to_bf16(x))
-    np.testing.assert_array_equal(back, [1.0, 1.0, 1.0 + 4 * 2**-8, 1.0 + 2**-7, -2.5, 0.0, np.inf])
-    assert np.isnan(M.bf16_to_f32(M.f32_to_bf16(np.array([np.nan], dtype=np.float32))))[0]
-
-
-def _rewrite(src_dir, dst_dir, edit):
-    """Copy a checkpoint with its tensors edited by `edit(dict)`."""
-    dst_dir.mkdir()
-    weights = M.load_safetensors(src_dir / "model.safetensors")
-    edit(weights)
-    M.save_safetensors(dst_dir / "model.safetensors", weights)
-    (dst_dir / "config.json").write_text((src_dir / "config.json").read_text())
-    return dst_dir
-
-
-def test_missing_tensor_is_named(tiny_dir, tmp_path):
-    d = _rewrite(tiny_dir, tmp_path / "c", lambda w: w.pop("model.layers.1.mlp.up_proj.weight"))
-    with pytest.raises(M.CheckpointError, match=r"missing tensors: model\.layers\.1\.mlp\.up_proj\.weight"):
-        M.load_model(d)
-
-
-def test_unexpected_tensor_is_named(tiny_dir, tmp_path):
-    def add(w):
-        w["model.layers.0.self_attn.q_proj.bias"] = np.zeros(64, np.float32)
-
-    d = _rewrite(tiny_dir, tmp_path / "c", add)
-    with pytest.raises(M.CheckpointError, match=r"unexpected tensors: model\.layers\.0\.self_attn\.q_proj\.bias"):
-        M.load_model(d)
-
-
-def test_wrong_shape_is_named_with_both_shapes(tiny_dir, tmp_path):
-    def shrink(w):
-        w["model.layers.0.self_attn.k_proj.weight"] = w["model.layers.0.self_attn.k_proj.weight"][:16]
-
-    d = _rewrite(tiny_dir, tmp_path / "c", shrink)
-    with pytest.raises(M.CheckpointError, match=r"k_proj\.weight has shape \[16, 64\], expected \[32, 64\]"):
-        M.load_model(d)
-
-
-def test_tied_config_without_lm_head_loads(tiny_dir, tmp_path):
-    d = _rewrite(tiny_dir, tmp_path / "c", lambda w: w.pop("lm_head.weight"))
-    config = json.loads((d / "config.json").read_text())
-    (d / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
-    m = M.load_model(d)
-    assert m.output_weight is m.weights["model.embed_tokens.weight"]
-    assert M.forward(m, ids_for((1, 8))).shape == (1, 8, VOCAB)
-
-
-def test_sharded_checkpoint_loads_like_the_single_file(tiny_dir, tiny, tmp_path):
-    weights = M.load_safetensors(tiny_dir / "model.safetensors")
-    names = list(weights)
-    shards = {"model-00001-of-00002.safetensors": names[:7], "model-00002-of-00002.safetensors": names[7:]}
-    for file, part in shards.items():
-        M.save_safetensors(tmp_path / file, {n: weights[n] for n in part}, dtype="bfloat16")
-    weight_map = {n: file for file, part in shards.items() for n in part}
-    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    (tmp_path / "config.json").write_text((tiny_dir / "config.json").read_text())
-    m = M.load_model(tmp_path)
-    for n in names:
-        assert np.allclose(m.weights[n], tiny.weights[n], rtol=2.0**-8, atol=0)
-    (tmp_path / "model-00002-of-00002.safetensors").unlink()
-    with pytest.raises(M.CheckpointError, match="model-00002-of-00002.safetensors"):
-        M.load_model(tmp_path)
-
-
-def test_missing_files_are_clear(tmp_path):
-    with pytest.raises(M.CheckpointError, match="does not exist"):
-        M.load_model(tmp_path / "nowhere")
-    with pytest.raises(M.CheckpointError, match="config.json"):
-        M.load_model(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps(M.get_config("tiny").to_hf_dict()))
-    with pytest.raises(M.CheckpointError, match="model.safetensors"):
-        M.load_model(tmp_path)
-
-
 # --------------------------------------------------------------------------- packing semantics
 
 
@@ -209,6 +80,17 @@ def test_segments_and_positions_from_lengths_positions_and_mask():
     assert seg3.tolist() == [[-1, -1, 0, 0, 0, 0, 0, 0]] and pos3[0, 2:].tolist() == list(range(6))
     with pytest.raises(ValueError, match="sum to 9"):
         M.segments_and_positions(ids, doc_lengths=[[4, 5]])
+
+
+def test_doc_lengths_as_a_zero_padded_array_skip_empty_pieces():
+    ids = np.zeros((2, 6), dtype=np.int64)
+    seg, pos = M.segments_and_positions(ids, doc_lengths=np.array([[2, 0, 3], [6, 0, 0]]))
+    assert seg.tolist() == [[0, 0, 1, 1, 1, -1], [0] * 6]
+    assert pos.tolist() == [[0, 1, 0, 1, 2, 0], list(range(6))]
+    with pytest.raises(ValueError, match="row 1"):
+        M.segments_and_positions(ids, doc_lengths=[[6], [2, -1]])
+    with pytest.raises(ValueError, match="2 rows"):
+        M.segments_and_positions(ids[:1], doc_lengths=[[6], [6]])
 
 
 def test_each_packed_piece_is_computed_as_if_alone(tiny):

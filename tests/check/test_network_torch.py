@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from wwm_prep.check import checkpoint as C
 from wwm_prep.check import network as M
 
 torch = pytest.importorskip("torch")
@@ -40,14 +41,14 @@ def random_weights(config: M.ModelConfig, seed: int = 1) -> dict[str, np.ndarray
 def checkpoint(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny")
     cfg = M.get_config(CONFIG)
-    M.save_safetensors(d / "model.safetensors", random_weights(cfg))
+    C.save_safetensors(d / "model.safetensors", random_weights(cfg))
     (d / "config.json").write_text(json.dumps(cfg.to_hf_dict()))
     return d
 
 
 @pytest.fixture(scope="module")
 def models(checkpoint):
-    ours = M.load_model(checkpoint)
+    ours = C.load_model(checkpoint)
     theirs = transformers.LlamaForCausalLM.from_pretrained(checkpoint, attn_implementation="eager")
     theirs = theirs.float().eval()
     return ours, theirs
