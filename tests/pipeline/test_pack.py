@@ -208,7 +208,7 @@ def test_every_shard_mixes_subsets(ja_pack) -> None:
 
 @pytest.mark.shared
 def test_datasets_reads_the_shards(ja_pack, tmp_path: Path) -> None:
-    """(The collator and `varlen_positions` on these rows are tested in test_collator.py.)"""
+    """(The collator and `varlen_positions` on these rows are tested in tests/train/test_collator.py.)"""
     import datasets
 
     out = ja_pack(8192)

@@ -11,14 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.test_collator import (  # noqa: E402
-    IGNORE_INDEX,
-    N_SPECIAL,
-    check_batch,
-    make_packed_row,
-)
 from tests.conftest import load_packed  # noqa: E402
+from tests.train.conftest import N_SPECIAL, check_batch, make_packed_row  # noqa: E402
 from wwm_prep import WholeWordMaskCollator  # noqa: E402
+from wwm_prep.train.collator import IGNORE_INDEX  # noqa: E402
 
 VOCAB = 300
 SEQ = 128

@@ -1,0 +1,61 @@
+"""The collator's options: defaults from llm-jp v3, checks, and attributes that stay live."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from wwm_prep.core.specials import LLMJP_V3_IDS, LLMJP_V3_VOCAB_SIZE
+from wwm_prep.train.collator import WholeWordMaskCollator
+from wwm_prep.train.options import LLMJP_V3_SPECIALS, MaskingOptions, token_ids
+
+
+def test_llmjp_v3_defaults_come_from_the_specials_table():
+    assert LLMJP_V3_SPECIALS == {"mask_id": 3, "pad_id": 4, "special_ids": tuple(range(8)), "vocab_size": 99_574}
+    assert set(LLMJP_V3_SPECIALS["special_ids"]) == set(LLMJP_V3_IDS.values())
+    assert LLMJP_V3_SPECIALS["vocab_size"] == LLMJP_V3_VOCAB_SIZE
+    assert token_ids(None, pad_id=0, special_ids=None) == {**LLMJP_V3_SPECIALS, "pad_id": 0}
+
+
+def test_tables_for_masking():
+    options = MaskingOptions(**LLMJP_V3_SPECIALS)
+    assert options.special_below == 8 and options.random_pool.size == 99_574 - 8
+    other = MaskingOptions(mask_id=103, pad_id=0, special_ids=(100, 101), vocab_size=200)
+    assert other.special_ids == (0, 100, 101, 103) and other.special_below is None
+    assert not np.isin(other.random_pool, other.special_array).any() and other.random_pool.size == 196
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"mask_id": None}, "no mask token id"),
+        ({"pad_id": None}, "no pad token id"),
+        ({"mlm_probability": 1.5}, "mlm_probability"),
+        ({"mask_replace_prob": -0.1}, "must lie in"),
+        ({"mask_replace_prob": 0.6, "random_replace_prob": 0.5}, "must not exceed 1"),
+        ({"return_tensors": "tf"}, "return_tensors"),
+        ({"rule": "span"}, "rule must be"),
+        ({"pad_to_multiple_of": 0}, "pad_to_multiple_of"),
+        ({"special_ids": range(10), "vocab_size": 10}, "no non-special token"),
+    ],
+)
+def test_checks(change, message):
+    with pytest.raises(ValueError, match=message):
+        MaskingOptions(**{**LLMJP_V3_SPECIALS, **change})
+
+
+def test_collator_attributes_read_and_set_the_options():
+    c = WholeWordMaskCollator(vocab_size=300, special_ids=range(8), seed=3)
+    assert (c.mask_id, c.pad_id, c.vocab_size, c.rule, c.pad_to_multiple_of) == (3, 4, 300, "skip", 8)
+    before = c.options
+    c.mlm_probability = 0.3
+    assert c.options == dataclasses.replace(before, mlm_probability=0.3) and c.mlm_probability == 0.3
+    with pytest.raises(ValueError, match="mlm_probability"):
+        c.mlm_probability = 2.0
+    assert c.mlm_probability == 0.3
+    c.special_ids = [0, 100]
+    assert c.special_ids == (0, 3, 4, 100) and c.options.special_below is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.options.seed = 1  # type: ignore[misc]

@@ -1,0 +1,145 @@
+"""The collator's options: token ids read from a tokenizer (or given), validated once, with the id tables that
+masking looks up on every batch.
+
+NumPy only: SentencePiece, transformers and the tokenizer module are imported only when a tokenizer is read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wwm_prep.core.specials import LLMJP_V3_IDS, LLMJP_V3_VOCAB_SIZE
+from wwm_prep.train.selection import check_rule
+
+#: Special ids of the llm-jp v3 tokenizer (v3.0b1 / v3.1: every id of its special pieces) and its vocabulary
+#: size (v3.0b1), used when the collator is built without a tokenizer.
+LLMJP_V3_SPECIALS: dict[str, Any] = {
+    "mask_id": LLMJP_V3_IDS["mask"],
+    "pad_id": LLMJP_V3_IDS["pad"],
+    "special_ids": tuple(sorted(LLMJP_V3_IDS.values())),
+    "vocab_size": LLMJP_V3_VOCAB_SIZE,
+}
+
+
+def token_ids(tokenizer: Any = None, **given: Any) -> dict[str, Any]:
+    """mask_id, pad_id, special_ids and vocab_size: each as given, else the tokenizer's, else llm-jp v3's."""
+    info = dict(LLMJP_V3_SPECIALS) if tokenizer is None else read_tokenizer(tokenizer)
+    info.update({key: value for key, value in given.items() if value is not None})
+    return info
+
+
+def read_tokenizer(tokenizer: Any) -> dict[str, Any]:
+    """mask_id, pad_id, special_ids and vocab_size from a SentencePiece model or a Hugging Face tokenizer."""
+    if isinstance(tokenizer, (str, os.PathLike)):
+        path = os.fspath(tokenizer)
+        if path.endswith(".model") and os.path.isfile(path):
+            from wwm_prep.text.tokenizer import open_tokenizer
+
+            tokenizer = open_tokenizer(Path(path)).sp
+        else:
+            from transformers import AutoTokenizer  # a Hugging Face tokenizer directory or hub name
+
+            tokenizer = AutoTokenizer.from_pretrained(path)
+    if hasattr(tokenizer, "is_control") and hasattr(tokenizer, "get_piece_size"):  # SentencePieceProcessor
+        return _sentencepiece_ids(tokenizer)
+    if hasattr(tokenizer, "all_special_ids"):  # Hugging Face tokenizer
+        specials = {int(i) for i in tokenizer.all_special_ids}
+        if getattr(tokenizer, "unk_token_id", None) is not None:
+            specials.add(int(tokenizer.unk_token_id))
+        return {"mask_id": tokenizer.mask_token_id, "pad_id": tokenizer.pad_token_id,
+                "special_ids": sorted(specials), "vocab_size": len(tokenizer)}
+    raise TypeError(
+        "tokenizer must be a path to a SentencePiece .model, a SentencePieceProcessor, "
+        f"or a Hugging Face tokenizer, not {type(tokenizer).__name__}"
+    )
+
+
+def _sentencepiece_ids(sp: Any) -> dict[str, Any]:
+    """Mask and pad found by name; every control or unknown piece is special."""
+    from wwm_prep.text.tokenizer import special_ids
+
+    roles = special_ids(sp)
+    n = int(sp.get_piece_size())
+    specials = [i for i in range(n) if sp.is_control(i) or sp.is_unknown(i)]
+    return {"mask_id": roles.get("mask"), "pad_id": roles.get("pad"), "special_ids": specials, "vocab_size": n}
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+#: How each option is normalised once it has been checked.
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "mask_id": int, "pad_id": int, "vocab_size": int, "mlm_probability": float, "mask_replace_prob": float,
+    "random_replace_prob": float, "per_document_budget": bool, "pad_to_multiple_of": _optional_int,
+    "return_varlen": bool,
+}
+
+
+@dataclass(frozen=True)
+class MaskingOptions:
+    """Everything a collator is set up with except its random stream (seed, epoch, rows seen), checked once.
+
+    The fields are the collator's keywords of the same names; ``special_ids`` always holds the mask and pad ids.
+    """
+
+    mask_id: int
+    pad_id: int
+    special_ids: tuple[int, ...]
+    vocab_size: int
+    mlm_probability: float = 0.15
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
+    per_document_budget: bool = False
+    rule: str = "skip"
+    pad_to_multiple_of: int | None = 8
+    return_tensors: str = "np"
+    return_varlen: bool = True
+    #: With special ids 0..k-1 (llm-jp: 0..7), "maskable" is one comparison, ``id >= special_below``.
+    special_below: int | None = field(init=False, repr=False, compare=False)
+    special_array: np.ndarray = field(init=False, repr=False, compare=False)
+    #: The ids random replacements are drawn from: the vocabulary minus the special ids.
+    random_pool: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._check()
+        for name, convert in _CONVERT.items():
+            object.__setattr__(self, name, convert(getattr(self, name)))
+        specials = tuple(sorted({int(i) for i in self.special_ids} | {self.mask_id, self.pad_id}))
+        object.__setattr__(self, "special_ids", specials)
+        object.__setattr__(self, "special_below", len(specials) if specials == tuple(range(len(specials))) else None)
+        special_array = np.asarray(specials, dtype=np.int64)
+        object.__setattr__(self, "special_array", special_array)
+        keep = np.ones(self.vocab_size, dtype=bool)
+        keep[special_array[(special_array >= 0) & (special_array < self.vocab_size)]] = False
+        object.__setattr__(self, "random_pool", np.flatnonzero(keep).astype(np.int64))
+        if self.random_replace_prob > 0 and self.random_pool.size == 0:
+            raise ValueError("no non-special token to draw random replacements from")
+
+    def _check(self) -> None:
+        if self.mask_id is None:
+            raise ValueError("no mask token id: pass mask_id=")
+        if self.pad_id is None:
+            raise ValueError("no pad token id: pass pad_id=")
+        if not 0.0 <= self.mlm_probability <= 1.0:
+            raise ValueError("mlm_probability must lie in [0, 1]")
+        if not (0.0 <= self.mask_replace_prob <= 1.0 and 0.0 <= self.random_replace_prob <= 1.0):
+            raise ValueError("mask_replace_prob and random_replace_prob must lie in [0, 1]")
+        if self.mask_replace_prob + self.random_replace_prob > 1.0 + 1e-12:
+            raise ValueError("mask_replace_prob + random_replace_prob must not exceed 1")
+        check_return_tensors(self.return_tensors)
+        check_rule(self.rule)
+        if self.pad_to_multiple_of is not None and int(self.pad_to_multiple_of) < 1:
+            raise ValueError("pad_to_multiple_of must be a positive integer or None")
+
+
+def check_return_tensors(return_tensors: str) -> str:
+    if return_tensors not in ("np", "pt"):
+        raise ValueError("return_tensors must be 'np' or 'pt'")
+    return return_tensors
