@@ -11,17 +11,6 @@ import pytest
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import read_json
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, SequenceManifest, TokenizerRecord
-from wwm_prep.core.resources import resource
-from wwm_prep.pipeline.pack import PackConfig, run_pack
-from wwm_prep.pipeline.segment import SegmentConfig, run_segment
-
-
-@pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("manifests")
-    run_segment([str(resource("sample", "corpus"))], root / "documents", SegmentConfig(dictionary="tiny-ja"), quiet=True)
-    run_pack(root / "documents", root / "sequences", PackConfig(seq_len=512), quiet=True)
-    return {"documents": root / "documents", "sequences": root / "sequences"}
 
 
 def edited(made: dict[str, Path], kind: str, tmp_path: Path, edit) -> Path:  # noqa: ANN001 (a callable on a dict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,7 +11,8 @@ import pytest
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import read_json, sha256_file
 from wwm_prep.core.resources import resource
-from wwm_prep.core.shards import SCHEMA_KEY, VERSION_KEY, ShardWriter, load_schema, read_batches
+from wwm_prep.core.manifest import DocumentManifest, SequenceManifest
+from wwm_prep.core.shards import SCHEMA_KEY, VERSION_KEY, ShardWriter, load_schema, open_shards, read_batches
 
 
 def document_columns(n: int) -> dict[str, pa.Array]:
@@ -59,3 +61,32 @@ def test_a_shard_of_another_schema_is_refused(tmp_path: Path) -> None:
         writer.close()
     with pytest.raises(WwmPrepError, match="expected 'sequence' version 1; re-create it"):
         list(read_batches(tmp_path / "a.arrow", load_schema("sequence")))
+
+
+def test_a_directory_of_shards_opens_with_its_kind_and_manifest(made: dict[str, Path]) -> None:
+    documents, sequences = open_shards(made["documents"]), open_shards(made["sequences"])
+    assert documents.kind == "documents" and sequences.kind == "sequences"
+    assert isinstance(documents.manifest, DocumentManifest) and isinstance(sequences.manifest, SequenceManifest)
+    assert sum(b.num_rows for _, b in documents.batches()) == documents.manifest.totals["documents"]
+    assert sequences.shard_rows() == {p.name: n for p, n in zip(sequences.paths, [s["rows"] for s in
+                                                                               sequences.manifest.shards])}
+    doc_tokenizer, seq_tokenizer = documents.tokenizer_record(), sequences.tokenizer_record()
+    assert (seq_tokenizer.path, seq_tokenizer.sha256) == (doc_tokenizer.path, doc_tokenizer.sha256)
+    assert seq_tokenizer.special_ids == doc_tokenizer.special_ids  # pack's <CLS>/<SEP>/<PAD> are segment's
+
+
+def test_mixed_or_missing_shards_are_refused_with_a_hint(made: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(WwmPrepError, match=r"no shards \(\*\.arrow\) here; try .*documents or .*sequences"):
+        open_shards(made["documents"].parent)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(made["documents"], mixed)
+    shutil.copy(next(made["sequences"].glob("*.arrow")), mixed / "zz.arrow")
+    with pytest.raises(WwmPrepError, match="must all be document or all sequence shards"):
+        open_shards(mixed)
+    wrong = tmp_path / "wrong"
+    shutil.copytree(made["sequences"], wrong)
+    shutil.copy(made["documents"] / "manifest.json", wrong / "manifest.json")
+    with pytest.raises(WwmPrepError, match="the directory mixes outputs"):
+        open_shards(wrong)
+    (wrong / "manifest.json").write_text("{", encoding="utf-8")
+    assert open_shards(wrong).manifest is None  # unreadable: counted as none

@@ -27,7 +27,9 @@ def stats(shards_dir: Path, as_json: bool, plot: Path | None, tokenizer: Path | 
     """
     import json
 
-    from wwm_prep.view.stats import compute_stats, format_stats, plot_stats, require_matplotlib
+    from wwm_prep.view.plot import plot_stats, require_matplotlib
+    from wwm_prep.view.report import format_stats
+    from wwm_prep.view.stats import compute_stats
 
     if plot is not None:
         require_matplotlib()  # fail before the long part

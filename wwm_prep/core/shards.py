@@ -19,7 +19,8 @@ from typing import Any
 import pyarrow as pa
 
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import sha256_file
+from wwm_prep.core.files import read_json, sha256_file
+from wwm_prep.core.manifest import KINDS, MANIFEST, DocumentManifest, SequenceManifest, TokenizerRecord
 from wwm_prep.core.resources import resource
 
 _SCALARS: dict[str, pa.DataType] = {
@@ -49,10 +50,11 @@ def _arrow_type(name: str) -> pa.DataType:
 
 @dataclass(frozen=True)
 class Schema:
+    """A shard schema from `schemas/`: its name and version, and its Arrow form (which carries both)."""
+
     name: str
     version: int
     arrow: pa.Schema
-    spec: Mapping[str, Any]
 
     @property
     def columns(self) -> list[str]:
@@ -65,7 +67,7 @@ def load_schema(name: str) -> Schema:
     spec = json.loads(resource("schemas", f"{name}.json").read_text(encoding="utf-8"))
     fields = [pa.field(f["name"], _arrow_type(f["type"]), nullable=f.get("nullable", True)) for f in spec["fields"]]
     metadata = {SCHEMA_KEY: spec["name"].encode(), VERSION_KEY: str(spec["version"]).encode()}
-    return Schema(spec["name"], int(spec["version"]), pa.schema(fields, metadata=metadata), spec)
+    return Schema(spec["name"], int(spec["version"]), pa.schema(fields, metadata=metadata))
 
 
 class ShardWriter:
@@ -123,3 +125,81 @@ def read_batches(path: Path, schema: Schema) -> Iterator[pa.RecordBatch]:
                 f"{schema.version}; re-create it with this version of wwm-prep"
             )
         yield from reader
+
+
+# ---------------------------------------------------------------------------------------------- a directory of shards
+
+#: Schema name → the kind of manifest written beside shards of that schema.
+SCHEMA_KINDS = {"document": "documents", "sequence": "sequences"}
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """The shards of a directory, their kind, and the manifest beside them (if a valid one is there)."""
+
+    dir: Path
+    kind: str  # "documents" or "sequences"
+    schema: Schema
+    paths: list[Path]
+    manifest: DocumentManifest | SequenceManifest | None
+
+    def batches(self) -> Iterator[tuple[Path, pa.RecordBatch]]:
+        for path in self.paths:
+            for batch in read_batches(path, self.schema):
+                yield path, batch
+
+    def shard_rows(self) -> dict[str, int] | None:
+        """Rows of each shard by file name, as the manifest records them (None without a manifest)."""
+        return self.manifest.shard_rows() if self.manifest is not None else None
+
+    def tokenizer_record(self) -> TokenizerRecord | None:
+        """The tokenizer the shards were made with, as the manifest records it."""
+        if isinstance(self.manifest, SequenceManifest):
+            return self.manifest.tokenizer
+        return self.manifest.config.tokenizer if self.manifest is not None else None
+
+
+def _shard_schema_name(path: Path) -> str:
+    try:
+        with pa.OSFile(str(path), "rb") as source:
+            meta = pa.ipc.open_stream(source).schema.metadata or {}
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise WwmPrepError(f"{path}: not an Arrow shard ({exc})") from exc
+    return meta.get(SCHEMA_KEY, b"?").decode()
+
+
+def _shard_kind(directory: Path, paths: list[Path]) -> str:
+    """The one kind all the shards are, told by the schema in their metadata."""
+    names = {p.name: _shard_schema_name(p) for p in paths}
+    kinds = {SCHEMA_KINDS.get(n) for n in names.values()}
+    if None in kinds or len(kinds) != 1:
+        found = ", ".join(sorted({f"{n!r} ({f})" for f, n in names.items()}))
+        raise WwmPrepError(f"{directory}: shards must all be document or all sequence shards; found schemas {found}")
+    return kinds.pop()
+
+
+def _manifest(directory: Path, kind: str) -> DocumentManifest | SequenceManifest | None:
+    """The manifest of the shards' kind; one that is unreadable or malformed counts as none, but one that
+    names another kind means the directory holds the outputs of two stages."""
+    manifest = KINDS[kind].read_if_any(directory)
+    if manifest is None:
+        data = read_json(directory / MANIFEST)
+        if isinstance(data, dict) and data.get("kind") != kind:
+            raise WwmPrepError(f"{directory / MANIFEST} is a {data.get('kind')!r} manifest but the shards are "
+                               f"{kind}: the directory mixes outputs")
+    return manifest  # type: ignore[return-value]
+
+
+def open_shards(directory: Path) -> ShardSet:
+    """The shards of `directory` (`*.arrow`, in file-name order), told apart by the schema in their metadata."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise WwmPrepError(f"{directory}: not a directory (give one written by `wwm-prep segment` or `pack`)")
+    paths = sorted(p for p in directory.glob("*.arrow") if not p.name.startswith("."))
+    if not paths:
+        hint = [d.name for d in (directory / "documents", directory / "sequences") if d.is_dir()]
+        more = f"; try {' or '.join(str(directory / h) for h in hint)}" if hint else ""
+        raise WwmPrepError(f"{directory}: no shards (*.arrow) here{more}")
+    kind = _shard_kind(directory, paths)
+    schema_name = next(n for n, k in SCHEMA_KINDS.items() if k == kind)
+    return ShardSet(directory, kind, load_schema(schema_name), paths, _manifest(directory, kind))

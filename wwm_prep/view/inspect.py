@@ -5,8 +5,6 @@ together) and groups are separated by `|`: `東北|大学|の|研究|者`. White
 shown piece by piece, each between its `<CLS>` and `<SEP>` with its provenance. With `--mask`, the collator
 masks the row and the groups it chose are shown in brackets (and coloured in a terminal), with what each of
 their tokens became.
-
-(Not `inspect.py`: that name would shadow the standard library's module.)
 """
 
 from __future__ import annotations
@@ -22,9 +20,11 @@ import numpy as np
 import pyarrow as pa
 
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.shards import read_batches
-from wwm_prep.view.stats import ShardSet, open_shards, piece_tables, resolve_tokenizer
+from wwm_prep.core.rows import PieceSource, RowLayout
+from wwm_prep.core.shards import ShardSet, open_shards, read_batches
+from wwm_prep.core.specials import PIECE_NAMES
 from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer
+from wwm_prep.view.pieces import piece_tables, shard_tokenizer
 
 DEFAULT_MAX_TOKENS = 1024
 SEPARATOR = "|"
@@ -33,7 +33,7 @@ VISIBLE = {" ": "␣", "\u3000": "⎵", "\t": "⇥", "\n": "⏎\n", "\r": "␍",
 LEGEND = ("word groups are separated by |; ␣ space, ⎵ ideographic space (U+3000), ⏎ newline, ⇥ tab, "
           "␍ carriage return; a | of the text shows as ¦")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
-_PIECE = re.compile(r"^(?P<subset>[^:]*):(?P<source>.*):(?P<line>\d+):(?P<k>\d+)/(?P<n>\d+)(?:@(?P<copy>\d+))?$")
+CLS, SEP, PAD, MASK = (PIECE_NAMES[role][0] for role in ("cls", "sep", "pad", "mask"))  # how specials are shown
 
 STYLE_SEPARATOR = {"dim": True}
 STYLE_MARK = {"fg": "bright_black"}
@@ -54,6 +54,14 @@ class Row:
     input_ids: np.ndarray
     word_starts: np.ndarray
     columns: dict[str, Any]  # the row's other columns, as Python values
+
+    def layout(self) -> RowLayout:
+        """Where a sequence row's pieces lie."""
+        try:
+            return RowLayout.of([self.columns["doc_lengths"]], len(self.input_ids))
+        except ValueError as exc:
+            raise WwmPrepError(f"{self.shard}, row {self.shard_row:,}: doc_lengths {self.columns['doc_lengths']} do "
+                               "not fit the row; the shard is corrupt") from exc
 
 
 def read_row(shards: ShardSet, index: int) -> Row:
@@ -161,21 +169,10 @@ def mask_row(row: Row, tok: Tokenizer, seed: int) -> Masking:
     out = collator.collate([features], epoch=0, worker=0, first_row=row.index)
     n = len(row.input_ids)
     labels = out["labels"][0, :n]
-    content = np.ones(n, dtype=bool)
-    if row.kind == "sequences":
-        content = _content(row)
+    content = row.layout().content() if row.kind == "sequences" else np.ones(n, dtype=bool)
     maskable = int(np.count_nonzero(content & ~np.isin(row.input_ids, collator.special_ids)))
     return Masking(seed, labels != IGNORE_INDEX, out["input_ids"][0, :n].copy(), collator.mask_id, maskable,
                    collator.mlm_probability)
-
-
-def _content(row: Row) -> np.ndarray:
-    sizes = np.asarray(row.columns["doc_lengths"], dtype=np.int64)
-    first = np.cumsum(sizes) - sizes
-    content = np.zeros(len(row.input_ids), dtype=bool)
-    for f, s in zip(first.tolist(), sizes.tolist()):
-        content[f + 1 : f + s - 1] = True
-    return content
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -237,13 +234,60 @@ def _special(name: str) -> str:
 
 
 def _piece_label(source: str) -> str:
-    m = _PIECE.match(source)
-    if m is None:
+    piece = PieceSource.parse(source)
+    if piece is None:
         return source
-    k, n = int(m["k"]), int(m["n"])
-    what = "whole document" if n == 1 else f"part {k} of {n} of a cut document"
-    copy = f", repeat {m['copy']} (subset weight)" if m["copy"] else ""
+    what = "whole document" if piece.n == 1 else f"part {piece.k} of {piece.n} of a cut document"
+    copy = f", repeat {piece.copy} (subset weight)" if piece.copy else ""
     return f"{source}  ({what}{copy})"
+
+
+def _document_lines(row: Row, r: Renderer, tokenizer_line: str) -> list[str]:
+    c, n = row.columns, len(row.input_ids)
+    groups = int(np.count_nonzero(row.word_starts))
+    lines = [
+        f"document   {c['subset']}  {c['source']}, line {c['line']:,}",
+        f"size       {n:,} tokens · {groups:,} word groups · {c['num_chars']:,} characters · "
+        f"{c['num_words']:,} words",
+        f"tokenizer  {tokenizer_line}",
+        LEGEND,
+        "",
+    ]
+    text, complete = r.span(0, n, document_start=True)
+    lines.append(text)
+    if not complete:
+        lines.append(f"… {n - r.shown:,} more tokens not shown (--max-tokens; 0 shows all)")
+    return lines
+
+
+def _sequence_lines(row: Row, r: Renderer, tokenizer_line: str) -> list[str]:
+    """The row piece by piece, each with its positions and provenance; pieces past --max-tokens only listed."""
+    n, layout = len(row.input_ids), row.layout()
+    sizes, fill = layout.lengths.tolist(), int(layout.fill[0])
+    pad = n - fill
+    lines = [
+        f"size       {n:,} tokens: {len(sizes)} piece{'s' * (len(sizes) != 1)}, {fill - 2 * len(sizes):,} document "
+        f"tokens, {2 * len(sizes)} {CLS}/{SEP}, {pad:,} {PAD} ({100 * fill / max(n, 1):.1f} % not padding)",
+        f"tokenizer  {tokenizer_line}",
+        LEGEND,
+    ]
+    hidden = []
+    for k, (first, size, source) in enumerate(zip(layout.starts.tolist(), sizes, row.columns["doc_sources"]), start=1):
+        header = (f"piece {k} of {len(sizes)} · positions {first:,}–{first + size - 1:,} · "
+                  f"{size - 2:,} tokens · {_piece_label(source)}")
+        if r.shown >= r.limit:
+            hidden.append(header)
+        else:
+            piece = PieceSource.parse(source)
+            text, complete = r.span(first + 1, first + size - 1, document_start=piece is None or piece.k == 1)
+            lines += ["", click.style(header, **STYLE_HEADER),
+                      _special(CLS) + text + (_special(SEP) if complete else " …")]
+    if hidden:
+        lines += ["", f"… not shown (--max-tokens; 0 shows all): {len(hidden)} more piece(s)"]
+        lines += [f"  {h}" for h in hidden]
+    if pad:
+        lines += ["", _special(f"{PAD} × {pad:,}") + f"  (positions {fill:,}–{n - 1:,})"]
+    return lines
 
 
 def render(row: Row, tok: Tokenizer, tokenizer_line: str, *, masking: Masking | None = None,
@@ -251,56 +295,9 @@ def render(row: Row, tok: Tokenizer, tokenizer_line: str, *, masking: Masking | 
     """The row as text (styled with click.style: `click.echo` strips the styles where they do not belong)."""
     decoder = Decoder(tok)
     r = Renderer(row, decoder, masking, max_tokens)
-    n = len(row.input_ids)
     where = f"row {row.index:,}" + (f" of {row.total:,}" if row.total is not None else "")
     lines = [click.style(f"{where} · {row.kind} · {row.shard.name}, row {row.shard_row:,}", **STYLE_HEADER)]
-    more = ""
-    if row.kind == "documents":
-        c = row.columns
-        groups = int(np.count_nonzero(row.word_starts))
-        lines += [
-            f"document   {c['subset']}  {c['source']}, line {c['line']:,}",
-            f"size       {n:,} tokens · {groups:,} word groups · {c['num_chars']:,} characters · "
-            f"{c['num_words']:,} words",
-            f"tokenizer  {tokenizer_line}",
-            LEGEND,
-            "",
-        ]
-        text, complete = r.span(0, n, document_start=True)
-        lines.append(text)
-        if not complete:
-            more = f"… {n - r.shown:,} more tokens not shown (--max-tokens; 0 shows all)"
-    else:
-        sizes = [int(s) for s in row.columns["doc_lengths"]]
-        sources = row.columns["doc_sources"]
-        fill = sum(sizes)
-        pad = n - fill
-        lines += [
-            f"size       {n:,} tokens: {len(sizes)} piece{'s' * (len(sizes) != 1)}, {fill - 2 * len(sizes):,} document "
-            f"tokens, {2 * len(sizes)} <CLS>/<SEP>, {pad:,} <PAD> ({100 * fill / max(n, 1):.1f} % not padding)",
-            f"tokenizer  {tokenizer_line}",
-            LEGEND,
-        ]
-        first = 0
-        hidden = []
-        for k, (size, source) in enumerate(zip(sizes, sources), start=1):
-            header = (f"piece {k} of {len(sizes)} · positions {first:,}–{first + size - 1:,} · "
-                      f"{size - 2:,} tokens · {_piece_label(source)}")
-            if r.shown >= r.limit:
-                hidden.append(header)
-            else:
-                m = _PIECE.match(source)
-                text, complete = r.span(first + 1, first + size - 1, document_start=m is None or m["k"] == "1")
-                lines += ["", click.style(header, **STYLE_HEADER),
-                          _special("<CLS>") + text + (_special("<SEP>") if complete else " …")]
-            first += size
-        if hidden:
-            lines += ["", f"… not shown (--max-tokens; 0 shows all): {len(hidden)} more piece(s)"]
-            lines += [f"  {h}" for h in hidden]
-        if pad:
-            lines += ["", _special(f"<PAD> × {pad:,}") + f"  (positions {fill:,}–{n - 1:,})"]
-    if more:
-        lines.append(more)
+    lines += (_document_lines if row.kind == "documents" else _sequence_lines)(row, r, tokenizer_line)
     if masking is not None:
         lines += ["", *_mask_table(row, decoder, masking, r)]
     return "\n".join(lines)
@@ -320,7 +317,7 @@ def _mask_table(row: Row, decoder: Decoder, masking: Masking, r: Renderer) -> li
                     "stream (an unshuffled first epoch, one worker)", **STYLE_HEADER),
         f"  {len(chosen):,} of {masking.maskable:,} maskable tokens chosen "
         f"({100 * len(chosen) / max(masking.maskable, 1):.1f} %; mlm_probability {masking.mlm_probability}) in "
-        f"{all_groups:,} groups: {n_mask:,} → <MASK>, {n_random:,} → a random token, {n_kept:,} kept",
+        f"{all_groups:,} groups: {n_mask:,} → {MASK}, {n_random:,} → a random token, {n_kept:,} kept",
         "  positions  group  →  each token: label piece → what it became",
     ]
     for g in r.masked_groups:
@@ -328,7 +325,7 @@ def _mask_table(row: Row, decoder: Decoder, masking: Masking, r: Renderer) -> li
         for pos in range(g.start, g.end):
             label, new = int(row.input_ids[pos]), int(masking.became[pos])
             if new == masking.mask_id:
-                what = click.style("<MASK>", **STYLE_SPECIAL)
+                what = click.style(MASK, **STYLE_SPECIAL)
             elif new == label:
                 what = "kept"
             else:
@@ -346,7 +343,7 @@ def _mask_table(row: Row, decoder: Decoder, masking: Masking, r: Renderer) -> li
 def inspect_row(directory: Path, row: int = 0, *, tokenizer: Path | None = None, mask: bool = False, seed: int = 0,
                 max_tokens: int = DEFAULT_MAX_TOKENS) -> str:
     shards = open_shards(directory)
-    tok, line = resolve_tokenizer(shards, tokenizer, required=True)
+    tok, line = shard_tokenizer(shards, tokenizer, required=True)
     assert tok is not None
     the_row = read_row(shards, row)
     masking = mask_row(the_row, tok, seed) if mask else None

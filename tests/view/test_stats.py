@@ -6,71 +6,25 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import sentencepiece as spm
-from click.testing import CliRunner, Result
 
-from wwm_prep.cli import main
+from tests.conftest import run
+from tests.view.conftest import CORPUS, SAMPLE_MODEL, SEQ_LEN
 from wwm_prep.core.shards import load_schema, read_batches
-from wwm_prep.text.tokenizer import DEFAULT_TOKENIZER
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_MODEL = REPO.joinpath(*DEFAULT_TOKENIZER)
-SEQ_LEN = 64  # rows hold 62 document tokens: the long documents below are cut
-PAD = 4
-
-# Documents designed for the test: subset → texts (one per line; "" is an empty document, counted apart).
-CORPUS: dict[str, list[str]] = {
-    "news": [
-        "東北大学の研究者が新しい方法を発表した。",
-        "今日は晴れです。\n明日は雨が降るでしょう。",
-        "",
-        "東京の天気は晴れ。" * 20,
-    ],
-    "wiki": [
-        "龘と😀は珍しい文字です。 a|b　全角の空白。",
-        "日本語の文章を単語に分けて、語の境目を調べる。",
-        "研究者は大学で言語を研究している。\n" * 12,
-    ],
-}
+PAD = 4  # the bundled model's <PAD>
 PERCENTILES = {"min": 0, "p10": 10, "p25": 25, "p50": 50, "p75": 75, "p90": 90, "p99": 99, "max": 100}
 
 
-def invoke(*args: str) -> Result:
-    result = CliRunner().invoke(main, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-@pytest.fixture(scope="module")
-def sp() -> spm.SentencePieceProcessor:
-    return spm.SentencePieceProcessor(model_file=str(SAMPLE_MODEL))
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The corpus segmented with tiny-ja and the bundled tokenizer, then packed into 64-token rows."""
-    root = tmp_path_factory.mktemp("stats")
-    for subset, texts in CORPUS.items():
-        path = root / "corpus" / "ja" / subset / "part_0.jsonl"
-        path.parent.mkdir(parents=True)
-        path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
-    docs, seqs = root / "documents", root / "sequences"
-    assert invoke("segment", str(root / "corpus"), "--dict", "tiny-ja", "--out", str(docs)).exit_code == 0
-    assert invoke("pack", str(docs), "--out", str(seqs), "--seq-len", str(SEQ_LEN)).exit_code == 0
-    return {"root": root, "documents": docs, "sequences": seqs}
-
-
 def stats_json(directory: Path, *extra: str) -> dict[str, Any]:
-    result = invoke("stats", str(directory), "--json", *extra)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    code, output = run("stats", str(directory), "--json", *extra)
+    assert code == 0, output
+    return json.loads(output)
 
 
 def expected_counts(sp: spm.SentencePieceProcessor) -> dict[str, dict[str, int]]:
@@ -180,16 +134,16 @@ def test_sequence_stats_match_the_rows(prepared: dict[str, Path], sp: spm.Senten
 
 def test_plain_summary(prepared: dict[str, Path], sp: spm.SentencePieceProcessor) -> None:
     expected = expected_counts(sp)["all"]
-    result = invoke("stats", str(prepared["sequences"]))
-    assert result.exit_code == 0
-    lines = result.output.splitlines()
+    code, output = run("stats", str(prepared["sequences"]))
+    assert code == 0
+    lines = output.splitlines()
     row = next(line for line in lines if line.startswith("documents "))
     assert row.split()[1] == f"{expected['documents']:,}"
     row = next(line for line in lines if line.startswith("characters "))
     assert row.split()[1] == f"{expected['characters']:,}"
     assert any(line.strip().startswith("efficiency (non-pad share)") for line in lines)
-    assert "manifest totals agree with the shards" in result.output
-    assert "tokens per group" in result.output and "row fill (tokens)" in result.output
+    assert "manifest totals agree with the shards" in output
+    assert "tokens per group" in output and "row fill (tokens)" in output
 
 
 def test_manifest_disagreement_is_reported(prepared: dict[str, Path], tmp_path: Path) -> None:
@@ -201,7 +155,7 @@ def test_manifest_disagreement_is_reported(prepared: dict[str, Path], tmp_path: 
     s = stats_json(docs)
     assert s["manifest"]["mismatches"] == {
         "documents": {"shards": s["totals"]["documents"], "manifest": s["totals"]["documents"] + 1}}
-    assert "MISMATCH documents" in invoke("stats", str(docs)).output
+    assert "MISMATCH documents" in run("stats", str(docs))[1]
 
 
 def test_characters_of_sequences_need_the_tokenizer(prepared: dict[str, Path], tmp_path: Path,
@@ -221,40 +175,30 @@ def test_characters_of_sequences_need_the_tokenizer(prepared: dict[str, Path], t
     assert characters == expected_counts(sp)["all"]["characters"]
     other = tmp_path / "other.model"
     other.write_bytes(SAMPLE_MODEL.read_bytes() + b"\0")
-    result = invoke("stats", str(seqs), "--tokenizer", str(other))
-    assert result.exit_code == 2 and "not the tokenizer these shards were made with" in result.output
-
-
-def test_plot(prepared: dict[str, Path], tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    from matplotlib.image import imread
-
-    for kind in ("documents", "sequences"):
-        png = tmp_path / f"{kind}.png"
-        result = invoke("stats", str(prepared[kind]), "--plot", str(png))
-        assert result.exit_code == 0, result.output
-        assert png.stat().st_size > 20_000
-        image = imread(png)
-        assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 600
-        colours = np.unique(image.reshape(-1, image.shape[2]).round(2), axis=0)
-        assert len(colours) > 50  # not a blank canvas: bars in several colours, text, axes
-
-
-def test_plot_without_matplotlib(prepared: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
-    result = invoke("stats", str(prepared["documents"]), "--plot", str(tmp_path / "x.png"))
-    assert result.exit_code == 2
-    assert "needs matplotlib" in result.output and "wwm-prep[plot]" in result.output
-    assert not (tmp_path / "x.png").exists()
+    code, output = run("stats", str(seqs), "--tokenizer", str(other))
+    assert code == 2 and "not the tokenizer these shards were made with" in output
 
 
 def test_user_mistakes(prepared: dict[str, Path], tmp_path: Path) -> None:
-    result = invoke("stats", str(tmp_path))
-    assert result.exit_code == 2 and "no shards" in result.output
-    result = invoke("stats", str(prepared["root"]))
-    assert result.exit_code == 2 and "documents" in result.output and "sequences" in result.output
+    code, output = run("stats", str(tmp_path))
+    assert code == 2 and "no shards" in output
+    code, output = run("stats", str(prepared["root"]))
+    assert code == 2 and "documents" in output and "sequences" in output
     mixed = tmp_path / "mixed"
     shutil.copytree(prepared["documents"], mixed)
     shutil.copy(next(prepared["sequences"].glob("*.arrow")), mixed)
-    result = invoke("stats", str(mixed))
-    assert result.exit_code == 2 and "must all be document or all sequence shards" in result.output
+    code, output = run("stats", str(mixed))
+    assert code == 2 and "must all be document or all sequence shards" in output
+
+
+def test_manifest_of_another_stage_or_unreadable(prepared: dict[str, Path], tmp_path: Path) -> None:
+    """Another stage's manifest beside the shards is refused; one that cannot be read is as good as none."""
+    docs = tmp_path / "documents"
+    shutil.copytree(prepared["documents"], docs)
+    shutil.copy(prepared["sequences"] / "manifest.json", docs)
+    code, output = run("stats", str(docs))
+    assert code == 2 and "is a 'sequences' manifest but the shards are documents" in output
+    (docs / "manifest.json").write_text("{not json", encoding="utf-8")
+    s = stats_json(docs)
+    assert s["manifest"] == {"found": False, "mismatches": {}}
+    assert s["totals"]["documents"] == stats_json(prepared["documents"])["totals"]["documents"]

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from tests.test_stats import CORPUS, SAMPLE_MODEL, SEQ_LEN, invoke, prepared, sp  # noqa: F401 (fixtures)
-from wwm_prep.train.collator import IGNORE_INDEX, WholeWordMaskCollator
+from tests.conftest import run
+from tests.view.conftest import CORPUS, SAMPLE_MODEL, SEQ_LEN
 from wwm_prep.core.shards import load_schema, read_batches
+from wwm_prep.train.collator import IGNORE_INDEX, WholeWordMaskCollator
 
 VISIBLE = {" ": "␣", "\u3000": "⎵", "\n": "⏎\n", "|": "¦"}
-MASK_ID = 3
+MASK_ID = 3  # the bundled model's <MASK>
 _TABLE_LINE = re.compile(r"^\s+(\d+)(?:–(\d+))?\s+\[(.*?)\]\s+(.*)$")
 
 
@@ -40,9 +41,9 @@ def rows(directory: Path, schema: str) -> list[dict[str, Any]]:
 
 
 def inspect(*args: Any) -> str:
-    result = invoke("inspect", *map(str, args))
-    assert result.exit_code == 0, result.output
-    return result.output
+    code, output = run("inspect", *map(str, args))
+    assert code == 0, output
+    return output
 
 
 def body(output: str) -> str:
@@ -67,7 +68,7 @@ def expected_groups(sp: spm.SentencePieceProcessor, text: str, word_starts: list
     return groups
 
 
-def test_document_row_shows_its_groups(prepared: dict[str, Path], sp: spm.SentencePieceProcessor) -> None:  # noqa: F811
+def test_document_row_shows_its_groups(prepared: dict[str, Path], sp: spm.SentencePieceProcessor) -> None:
     docs = rows(prepared["documents"], "document")
     # the document with byte-fallback characters, spaces, an ideographic space and a literal |
     index = next(i for i, r in enumerate(docs) if r["subset"] == "wiki" and r["line"] == 1)
@@ -82,14 +83,14 @@ def test_document_row_shows_its_groups(prepared: dict[str, Path], sp: spm.Senten
     assert body(output).count("|") == sum(docs[index]["word_starts"]) - 1
 
 
-def test_every_document_decodes_back(prepared: dict[str, Path], sp: spm.SentencePieceProcessor) -> None:  # noqa: F811
+def test_every_document_decodes_back(prepared: dict[str, Path], sp: spm.SentencePieceProcessor) -> None:
     for index, row in enumerate(rows(prepared["documents"], "document")):
         text = text_of(row["subset"], row["line"])
         out = body(inspect(prepared["documents"], "--row", index, "--max-tokens", 0))
         assert out == "|".join(shown(g) for g in expected_groups(sp, text, row["word_starts"])).rstrip("\n")
 
 
-def test_sequence_rows_show_pieces_with_provenance(prepared: dict[str, Path]) -> None:  # noqa: F811
+def test_sequence_rows_show_pieces_with_provenance(prepared: dict[str, Path]) -> None:
     seqs = rows(prepared["sequences"], "sequence")
     pieces: dict[str, dict[int, str]] = defaultdict(dict)
     for index, row in enumerate(seqs):
@@ -118,7 +119,7 @@ def test_sequence_rows_show_pieces_with_provenance(prepared: dict[str, Path]) ->
 
 
 @pytest.mark.parametrize("kind", ["documents", "sequences"])
-def test_mask_marks_the_collators_choice(prepared: dict[str, Path], kind: str) -> None:  # noqa: F811
+def test_mask_marks_the_collators_choice(prepared: dict[str, Path], kind: str) -> None:
     schema = "document" if kind == "documents" else "sequence"
     all_rows = rows(prepared[kind], schema)
     index = int(np.argmax([len(r["input_ids"]) * (r.get("doc_lengths") is None or len(r["doc_lengths"]) > 1)
@@ -155,14 +156,14 @@ def test_mask_marks_the_collators_choice(prepared: dict[str, Path], kind: str) -
     assert other != output
 
 
-def test_color(prepared: dict[str, Path]) -> None:  # noqa: F811
+def test_color(prepared: dict[str, Path]) -> None:
     args = (prepared["sequences"], "--mask", "--max-tokens", 40)
     assert "\x1b[" in inspect(*args, "--color")
     assert "\x1b[" not in inspect(*args, "--no-color")
     assert "\x1b[" not in inspect(*args)  # not a terminal
 
 
-def test_max_tokens(prepared: dict[str, Path]) -> None:  # noqa: F811
+def test_max_tokens(prepared: dict[str, Path]) -> None:
     docs = rows(prepared["documents"], "document")
     index = int(np.argmax([len(r["input_ids"]) for r in docs]))
     output = inspect(prepared["documents"], "--row", index, "--max-tokens", 5)
@@ -176,19 +177,19 @@ def test_max_tokens(prepared: dict[str, Path]) -> None:  # noqa: F811
     assert "more piece(s)" in output and seqs[index]["doc_sources"][-1] in output
 
 
-def test_user_mistakes(prepared: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+def test_user_mistakes(prepared: dict[str, Path], tmp_path: Path) -> None:
     n = len(rows(prepared["sequences"], "sequence"))
-    result = invoke("inspect", str(prepared["sequences"]), "--row", str(n))
-    assert result.exit_code == 2 and "out of range" in result.output and f"holds {n} rows" in result.output
+    code, output = run("inspect", str(prepared["sequences"]), "--row", str(n))
+    assert code == 2 and "out of range" in output and f"holds {n} rows" in output
     docs = tmp_path / "documents"
     shutil.copytree(prepared["documents"], docs)
     manifest = json.loads((docs / "manifest.json").read_text(encoding="utf-8"))
     manifest["config"]["tokenizer"]["path"] = str(tmp_path / "gone.model")
     (docs / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    result = invoke("inspect", str(docs))
-    assert result.exit_code == 2 and "--tokenizer" in result.output
+    code, output = run("inspect", str(docs))
+    assert code == 2 and "--tokenizer" in output
     assert inspect(docs, "--tokenizer", SAMPLE_MODEL).startswith("row 0 of")
     other = tmp_path / "other.model"
     other.write_bytes(SAMPLE_MODEL.read_bytes() + b"\0")
-    result = invoke("inspect", str(docs), "--tokenizer", str(other))
-    assert result.exit_code == 2 and "not the tokenizer" in result.output
+    code, output = run("inspect", str(docs), "--tokenizer", str(other))
+    assert code == 2 and "not the tokenizer" in output
