@@ -2,7 +2,7 @@
 
 The reference below is written plainly and independently of wwm_prep.pipeline.align: it asks SentencePiece
 for token offsets (proto output) and vibrato for word offsets (tokenize + start/end), and applies
-the contract's rules token by token.
+the contract's rules token by token, whitespace being what `str.isspace()` says of each character.
 """
 
 from __future__ import annotations
@@ -56,11 +56,11 @@ def reference_word_starts(text: str, segmenter: Segmenter) -> list[int]:
         word_bounds.add(word.start())
         word_bounds.add(word.end())
 
-    def is_whitespace(token_id: int) -> bool:
-        piece = sp.id_to_piece(token_id)
-        if sp.is_byte(token_id):
-            return chr(int(piece[3:5], 16)) in " \t\n\r\x0b\x0c"
-        return piece.replace("\u2581", " ").isspace()
+    raw = text.encode("utf-8")
+
+    def is_blank(group: list[int]) -> bool:
+        """Every character the group's pieces cover is whitespace (the dummy prefix covers none)."""
+        return all(c.isspace() for c in raw[pieces[group[0]].begin : pieces[group[-1]].end].decode("utf-8"))
 
     def continues_a_character(token_id: int) -> bool:
         # Byte pieces of one character all report the character's offsets; only the lead byte starts it.
@@ -77,7 +77,7 @@ def reference_word_starts(text: str, segmenter: Segmenter) -> list[int]:
         if start:
             groups.append([])
         groups[-1].append(k)
-    blank = [all(is_whitespace(pieces[k].id) for k in g) for g in groups]
+    blank = [is_blank(g) for g in groups]
     merged: list[list[int]] = []
     pending: list[int] = []
     for group, is_blank in zip(groups, blank):

@@ -204,3 +204,30 @@ def test_very_long_documents_reach_vibrato_in_pieces() -> None:
     assert segmenter.tokenizer.sp.decode(seg.ids.tolist()) == long_text and seg.exact_path == 0
     whole = segmenter.dictionary.tagger.tokenize_to_surfaces(long_text)
     assert abs(int(seg.word_counts[0]) - len(whole)) <= 2 * len(spans)
+
+
+def test_the_two_segmentation_choices_are_recorded_and_kept_apart(tmp_path: Path) -> None:
+    """--split-lines and --vibrato-defaults change words, so the manifest says which was used, and a rerun
+    into the same output with another choice is refused rather than mixed."""
+    base = ("segment", str(SAMPLE), "--dict", "tiny-ja", "--workers", "1", "--quiet")
+    for flags, split, ignore_space, grouping in [((), False, True, 24), (("--split-lines",), True, True, 24),
+                                                 (("--vibrato-defaults",), False, False, 0)]:
+        out = tmp_path / ("-".join(flags) or "default")
+        code, output = run(*base, "--out", str(out), *flags)
+        assert code == 0, output
+        config = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["config"]
+        assert config["split_lines"] is split
+        assert (config["dictionary"]["ignore_space"], config["dictionary"]["max_grouping_len"]) == (ignore_space, grouping)
+    code, output = run(*base, "--out", str(tmp_path / "default"), "--split-lines")
+    assert code == 2 and "another configuration" in output
+    code, output = run(*base, "--out", str(tmp_path / "--split-lines"), "--vibrato-defaults", "--split-lines")
+    assert code == 2 and "another configuration" in output
+
+
+def test_split_lines_gives_vibrato_each_line_with_its_newline() -> None:
+    from wwm_prep.pipeline.segment import _lines
+
+    for text in ["", "一行", "一行\n", "一\n二", "\n\n", "一\n二\n三"]:
+        spans = _lines(text)
+        assert "".join(text[a:b] for a, b in spans) == text
+        assert all(text[a:b].count("\n") <= 1 and (b == len(text) or text[b - 1] == "\n") for a, b in spans)

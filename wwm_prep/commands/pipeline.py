@@ -85,6 +85,12 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
         CACHE_OPTION,
         click.option("--overwrite", is_flag=True,
                      help="Redo all units, even if the output was made with another configuration."),
+        click.option("--split-lines", is_flag=True,
+                     help="Give vibrato one line at a time, as MeCab's and vibrato's command-line tools read text "
+                          "(default: whole documents). Recorded in the manifest."),
+        click.option("--vibrato-defaults", is_flag=True,
+                     help="vibrato's own settings (ignore_space=False, max_grouping_len=0) instead of the "
+                          "MeCab-identical ignore_space=True, max_grouping_len=24. Recorded in the manifest."),
         click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Worker processes (default: the machine's cores); one input file per unit."),
         click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -108,7 +114,8 @@ def segment_config(options: dict[str, Any]) -> Any:
     subsets, tokenizer = options.pop("subsets"), options.pop("tokenizer")
     return SegmentConfig(dictionary=options.pop("dictionary"), tokenizer=str(tokenizer) if tokenizer else None,
                          subsets=tuple(subsets.split(",")) if subsets else None, cache=options.pop("cache_dir"),
-                         overwrite=options.pop("overwrite"))
+                         overwrite=options.pop("overwrite"), split_lines=options.pop("split_lines"),
+                         vibrato_defaults=options.pop("vibrato_defaults"))
 
 
 def executor_and_slice(options: dict[str, Any]) -> tuple[Any, Any]:

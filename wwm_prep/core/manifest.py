@@ -43,6 +43,8 @@ def _check(data: Any, fields: list[dict[str, Any]], where: str) -> str | None:
     for f in fields:
         name = f"{where}{f['name']}"
         if f["name"] not in data:
+            if f.get("optional"):
+                continue
             return f"{name} (missing)"
         value = data[f["name"]]
         types = tuple(_JSON_TYPES[t] for t in f["type"].split("|"))
@@ -87,21 +89,24 @@ class DocumentConfig:
     dictionary: dict[str, Any]
     tokenizer: TokenizerRecord
     stage: str = "segment"
+    split_lines: bool = False  # vibrato read one line at a time (absent from manifests written before it existed)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DocumentConfig:
-        return cls(d["schema"], d["dictionary"], TokenizerRecord.from_dict(d["tokenizer"]), d["stage"])
+        return cls(d["schema"], d["dictionary"], TokenizerRecord.from_dict(d["tokenizer"]), d["stage"],
+                   bool(d.get("split_lines", False)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "schema": self.schema, "dictionary": self.dictionary,
-                "tokenizer": self.tokenizer.to_dict()}
+                "tokenizer": self.tokenizer.to_dict(), "split_lines": self.split_lines}
 
     def same_output(self, other: DocumentConfig) -> bool:
-        """Paths may differ between machines; what the shards depend on is the hashes and the schema."""
+        """Paths may differ between machines; what the shards depend on is the hashes, settings and schema."""
 
         def key(c: DocumentConfig) -> tuple[Any, ...]:
             d = c.dictionary
-            return c.stage, c.schema, d["sha256"], d["ignore_space"], d["max_grouping_len"], c.tokenizer.sha256
+            return (c.stage, c.schema, d["sha256"], d["ignore_space"], d["max_grouping_len"], c.split_lines,
+                    c.tokenizer.sha256)
 
         return key(self) == key(other)
 

@@ -7,6 +7,8 @@ byte-length table, word offsets from surface lengths and the dictionary's space 
 The contract (docs/design.md): a group edge is placed exactly where a word boundary and a token
 boundary coincide; a group made only of whitespace joins the group after it, and whitespace at the
 end of a document joins the group before it, so no group is whitespace alone when there is a word.
+Whitespace is what `str.isspace()` says, decided per character from the UTF-8 bytes, whatever pieces
+encode the character (a byte-fallback U+2029 is as blank as a U+3000 piece).
 """
 
 from __future__ import annotations
@@ -38,6 +40,50 @@ def _lengths(items: list) -> np.ndarray:
 
 # Bytes a UTF-8 character takes, by its lead byte.
 _WIDTH = np.array([1] * 0xC0 + [2] * 0x20 + [3] * 0x10 + [4] * 0x10, dtype=np.int32)
+# Unicode White_Space as `str.isspace()` has it (no code point above U+3000 is one): the ASCII ones as a byte
+# table, the others (two or three bytes in UTF-8) to look for as byte sequences.
+_SPACE_CHARS = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+_ASCII_SPACE = np.zeros(256, dtype=bool)
+_ASCII_SPACE[[ord(c) for c in _SPACE_CHARS if ord(c) < 0x80]] = True
+_WIDE_SPACES = tuple(c for c in _SPACE_CHARS if ord(c) >= 0x80)
+
+
+def _starts_of(raw: np.ndarray, char: str) -> np.ndarray:
+    """bool[len(raw) - width + 1]: where the UTF-8 bytes of `char` start in `raw` (UTF-8 never matches mid-character)."""
+    seq = np.frombuffer(char.encode("utf-8"), dtype=np.uint8)
+    hit = raw[: len(raw) - len(seq) + 1] == seq[0]
+    for i in range(1, len(seq)):
+        hit &= raw[i : len(raw) - len(seq) + 1 + i] == seq[i]
+    return hit
+
+
+def space_bytes(text: str, raw: np.ndarray) -> np.ndarray:
+    """bool[len(raw)]: the bytes of `raw` (the UTF-8 of `text`) that belong to a whitespace character."""
+    space = np.zeros(len(raw), dtype=bool)
+    low = np.flatnonzero(raw <= 0x20)  # every ASCII space is at most U+0020: look up only those few bytes
+    space[low] = _ASCII_SPACE[raw[low]]
+    for char in _WIDE_SPACES:
+        if char in text:
+            hit = _starts_of(raw, char)
+            for i in range(len(char.encode("utf-8"))):
+                space[i : i + len(hit)] |= hit
+    return space
+
+
+def blank_tokens(space: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Which tokens, covering bytes [starts, ends), cover only whitespace (or nothing, like the dummy prefix).
+
+    Only a token whose first byte is whitespace can be blank, and such tokens are few, so only their bytes
+    are looked at (a count over every byte of the batch would cost more than all the rest of alignment)."""
+    blank = ends <= starts
+    if not len(space):
+        return blank
+    candidates = np.flatnonzero(~blank & space[np.minimum(starts, len(space) - 1)])
+    lengths = ends[candidates] - starts[candidates]
+    at = np.repeat(starts[candidates] - _offsets(lengths)[:-1], lengths) + np.arange(int(lengths.sum()))
+    solid = np.bincount(np.repeat(np.arange(len(candidates)), lengths), weights=~space[at], minlength=len(candidates))
+    blank[candidates] = solid == 0
+    return blank
 
 
 @dataclass(frozen=True)
@@ -60,10 +106,7 @@ class Spaces:
         keep = self.solid_lead[raw]
         for char in self.others:
             if char in text:
-                seq = np.frombuffer(char.encode("utf-8"), dtype=np.uint8)
-                hit = raw[: len(raw) - len(seq) + 1] == seq[0]
-                for i in range(1, len(seq)):
-                    hit &= raw[i : len(raw) - len(seq) + 1 + i] == seq[i]
+                hit = _starts_of(raw, char)
                 keep[: len(hit)] &= ~hit
         return np.flatnonzero(keep)
 
@@ -106,7 +149,6 @@ def align_batch(
     ids: list[list[int]],
     surfaces: list[list[str]],
     piece_bytes: np.ndarray,
-    piece_whitespace: np.ndarray,
     spaces: Spaces,
 ) -> Aligned:
     """Whole-word groups for a batch of documents from SentencePiece ids and vibrato surfaces alone.
@@ -149,16 +191,20 @@ def align_batch(
     tokens_ok = np.diff(token_bytes[doc_tokens]) == np.diff(doc_bytes)
     if lengths.min(initial=0) < 0:  # a piece of unknown length (<unk>): those documents take the exact path
         tokens_ok &= np.diff(_offsets(lengths < 0)[doc_tokens]) == 0
-    token_starts = token_bytes[:-1]
+    token_starts, token_ends = token_bytes[:-1], token_bytes[1:]
     shift = token_bytes[doc_tokens[:-1]] - doc_bytes[:-1]
     if shift.any():  # after a misaligned document, count each document from its own start
-        token_starts = np.clip(token_starts - np.repeat(shift, token_counts), 0, len(raw))
+        per_token = np.repeat(shift, token_counts)
+        token_starts = np.clip(token_starts - per_token, 0, len(raw))
+        token_ends = token_ends - per_token
+    token_ends = np.clip(token_ends, token_starts, len(raw))  # in range even where a document is misaligned
 
     boundary = np.zeros(len(raw) + 1, dtype=bool)
     boundary[word_first] = True
     boundary[np.minimum(word_last + _WIDTH[raw[np.minimum(word_last, len(raw) - 1)]], len(raw))] = True
     boundary[doc_bytes] = True
-    starts = group_starts(boundary[token_starts], piece_whitespace[flat_ids], doc_tokens)
+    blank = blank_tokens(space_bytes(joined, raw), token_starts, token_ends)
+    starts = group_starts(boundary[token_starts], blank, doc_tokens)
     return Aligned(flat_ids, starts.view(np.uint8), token_counts, word_counts, np.flatnonzero(~(words_ok & tokens_ok)))
 
 
@@ -167,15 +213,17 @@ def align_offsets(
     token_spans: np.ndarray,
     word_spans: np.ndarray,
     ids: np.ndarray,
-    piece_whitespace: np.ndarray,
     piece_continuation: np.ndarray,
 ) -> np.ndarray:
     """The exact path for a text the arithmetic cannot take: token byte spans as SentencePiece reports
     them and word character spans as vibrato reports them. Returns `word_starts` (uint8)."""
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     byte_at = char_byte_offsets(np.frombuffer(text.encode("utf-32-le"), dtype="<u4"))
-    boundary = np.zeros(int(byte_at[-1]) + 1, dtype=bool)
+    boundary = np.zeros(len(raw) + 1, dtype=bool)
     boundary[byte_at[word_spans.reshape(-1)]] = True
     boundary[0] = True
+    spans = np.clip(token_spans, 0, len(raw))
     # Byte pieces after the first of a character report the character's start; they do not start it.
-    on_boundary = boundary[np.clip(token_spans[:, 0], 0, int(byte_at[-1]))] & ~piece_continuation[ids]
-    return group_starts(on_boundary, piece_whitespace[ids], np.array([0, len(ids)])).view(np.uint8)
+    on_boundary = boundary[spans[:, 0]] & ~piece_continuation[ids]
+    blank = blank_tokens(space_bytes(text, raw), spans[:, 0], np.maximum(spans[:, 1], spans[:, 0]))
+    return group_starts(on_boundary, blank, np.array([0, len(ids)])).view(np.uint8)

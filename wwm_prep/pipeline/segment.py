@@ -47,36 +47,55 @@ class Segmented:
     exact_path: int  # documents whose offsets had to be asked of both tools
 
 
-def _chunks(text: str) -> list[tuple[int, int]]:
-    """Spans of a text to give vibrato one at a time: its memory grows by ~600 bytes per character of
-    one call and is not given back, so a very long document is cut after its last line or sentence end
+def _chunks(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Spans of `text[start:end]` to give vibrato one at a time: its memory grows by ~600 bytes per character
+    of one call and is not given back, so a very long document is cut after its last line or sentence end
     (else anywhere) within each VIBRATO_CHARS characters."""
-    spans, start = [], 0
-    while len(text) - start > VIBRATO_CHARS:
+    end = len(text) if end is None else end
+    spans = []
+    while end - start > VIBRATO_CHARS:
         limit = start + VIBRATO_CHARS
         cut = max(text.rfind("\n", start + VIBRATO_CHARS // 2, limit), text.rfind("。", start + VIBRATO_CHARS // 2, limit))
-        end = cut + 1 if cut >= 0 else limit
-        spans.append((start, end))
-        start = end
-    spans.append((start, len(text)))
+        cut_at = cut + 1 if cut >= 0 else limit
+        spans.append((start, cut_at))
+        start = cut_at
+    spans.append((start, end))
     return spans
 
 
-class Segmenter:
-    """Words and tokens of texts, aligned into whole-word groups."""
+def _lines(text: str) -> list[tuple[int, int]]:
+    """Spans of the lines of `text`, each with its newline (as MeCab's and vibrato's command-line tools read)."""
+    bounds = [0]
+    while (at := text.find("\n", bounds[-1])) >= 0:
+        bounds.append(at + 1)
+    if bounds[-1] < len(text) or len(bounds) == 1:
+        bounds.append(len(text))
+    return [span for a, b in zip(bounds, bounds[1:]) for span in _chunks(text, a, b)]
 
-    def __init__(self, dictionary: Dictionary, tokenizer: Tokenizer):
+
+class Segmenter:
+    """Words and tokens of texts, aligned into whole-word groups.
+
+    vibrato reads each document whole (a very long one in pieces), or with `split_lines` one line at a time:
+    a line start is then a sentence start for it, which moves a few word boundaries near line ends.
+    """
+
+    def __init__(self, dictionary: Dictionary, tokenizer: Tokenizer, split_lines: bool = False):
         self.dictionary = dictionary
         self.tokenizer = tokenizer
+        self.split_lines = split_lines
         self.spaces = Spaces.from_table(dictionary.space)
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        return _lines(text) if self.split_lines else _chunks(text)
 
     def __call__(self, texts: list[str]) -> Segmented:
         tok, tagger = self.tokenizer, self.dictionary.tagger
-        surfaces = [tagger.tokenize_to_surfaces(text) if len(text) <= VIBRATO_CHARS else
-                    [s for start, end in _chunks(text) for s in tagger.tokenize_to_surfaces(text[start:end])]
+        surfaces = [tagger.tokenize_to_surfaces(text) if len(text) <= VIBRATO_CHARS and not self.split_lines else
+                    [s for start, end in self._spans(text) for s in tagger.tokenize_to_surfaces(text[start:end])]
                     for text in texts]
         ids = [tok.sp.encode(text) for text in texts]
-        aligned = align_batch(texts, ids, surfaces, tok.piece_bytes, tok.whitespace, self.spaces)
+        aligned = align_batch(texts, ids, surfaces, tok.piece_bytes, self.spaces)
         doc_tokens = np.concatenate([[0], np.cumsum(aligned.token_counts)])
         for i in aligned.misaligned:
             aligned.word_starts[doc_tokens[i] : doc_tokens[i + 1]] = self._exact(texts[i], aligned.ids[doc_tokens[i] : doc_tokens[i + 1]])
@@ -87,10 +106,10 @@ class Segmenter:
         if [p.id for p in pieces] != ids.tolist():
             raise AssertionError("SentencePiece gave different ids for the same text")
         token_spans = np.array([(p.begin, p.end) for p in pieces], dtype=np.int64).reshape(-1, 2)
-        word_spans = np.array([(start + w.start(), start + w.end()) for start, end in _chunks(text)
+        word_spans = np.array([(start + w.start(), start + w.end()) for start, end in self._spans(text)
                                for w in self.dictionary.tagger.tokenize(text[start:end])], dtype=np.int64).reshape(-1, 2)
         tok = self.tokenizer
-        return align_offsets(text, token_spans, word_spans, ids, tok.whitespace, tok.continuation)
+        return align_offsets(text, token_spans, word_spans, ids, tok.continuation)
 
 
 def _list_array(values: np.ndarray, counts: np.ndarray, dtype: pa.DataType) -> pa.ListArray:
@@ -195,12 +214,15 @@ class SegmentConfig:
     subsets: tuple[str, ...] | None = None  # subsets to take from corpus roots; None: all
     cache: Path | None = None  # where dictionaries are converted and fetched to
     overwrite: bool = False  # redo every unit, even of an output made with another configuration
+    split_lines: bool = False  # vibrato reads one line at a time, not whole documents
+    vibrato_defaults: bool = False  # vibrato's own settings, not the MeCab-identical ones
 
 
-def _document_config(dictionary: Dictionary, tokenizer: Tokenizer) -> DocumentConfig:
-    schema = load_schema("document")
+def _document_config(segmenter: Segmenter) -> DocumentConfig:
+    schema, tokenizer = load_schema("document"), segmenter.tokenizer
     record = TokenizerRecord(tokenizer.sha256, tokenizer.special_ids, str(tokenizer.path), tokenizer.vocab_size)
-    return DocumentConfig(schema_ref(schema.name, schema.version), dictionary.describe(), record)
+    return DocumentConfig(schema_ref(schema.name, schema.version), segmenter.dictionary.describe(), record,
+                          split_lines=segmenter.split_lines)
 
 
 def _completed(out_dir: Path, unit: InputFile) -> dict[str, Any] | None:
@@ -228,7 +250,8 @@ class SegmentStage:
     def prepare(self) -> None:
         if self.segmenter is None:
             c = self.config
-            self.segmenter = Segmenter(load_dictionary(c.dictionary, c.cache), load_tokenizer(c.tokenizer))
+            dictionary = load_dictionary(c.dictionary, c.cache, vibrato_defaults=c.vibrato_defaults)
+            self.segmenter = Segmenter(dictionary, load_tokenizer(c.tokenizer), split_lines=c.split_lines)
 
     def run(self, unit: InputFile) -> dict[str, Any]:
         assert self.segmenter is not None
@@ -260,7 +283,7 @@ def run_segment(inputs: Iterable[str], out_dir: Path, config: SegmentConfig = Se
               "cached on first use)…", file=sys.stderr, flush=True)
     stage.prepare()
     assert stage.segmenter is not None
-    doc_config = _document_config(stage.segmenter.dictionary, stage.segmenter.tokenizer)
+    doc_config = _document_config(stage.segmenter)
     try:
         _claim_output(out_dir, doc_config, config.overwrite)
         reports = {u.unit: r for u in files if (r := _completed(out_dir, u)) is not None}

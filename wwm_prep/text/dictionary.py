@@ -20,10 +20,21 @@ from wwm_prep.core.resources import resource
 
 DEFAULT_DICTIONARY = "unidic-lite"
 BUNDLED = {"tiny-ja": ("dictionaries", "tiny-ja")}
-# Settings with which vibrato reproduces MeCab's segmentation exactly (DESIGN.md §2).
-IGNORE_SPACE = True
-MAX_GROUPING_LEN = 24
 TEXT_PARTS = ("matrix.def", "char.def", "unk.def")
+
+
+@dataclass(frozen=True)
+class VibratoSettings:
+    """How vibrato treats spaces and long runs of unknown characters: they change the words, so a run records them."""
+
+    ignore_space: bool
+    max_grouping_len: int
+
+
+#: The default: with these, vibrato's words are exactly MeCab's.
+MECAB_SETTINGS = VibratoSettings(ignore_space=True, max_grouping_len=24)
+#: vibrato's own defaults, which its command-line tool uses unless told otherwise (`--vibrato-defaults`).
+VIBRATO_DEFAULTS = VibratoSettings(ignore_space=False, max_grouping_len=0)
 
 
 @dataclass(frozen=True)
@@ -35,8 +46,9 @@ class Dictionary:
     format: str  # "mecab-text" | "vibrato" | "mecab-binary"
     sha256: str
     files: tuple[Path, ...]  # what the dictionary was built from (and hashed)
+    settings: VibratoSettings
     tagger: vibrato.Vibrato
-    space: np.ndarray  # bool[0x110000]: characters vibrato skips as spaces (ignore_space)
+    space: np.ndarray  # bool[0x110000]: characters vibrato skips as spaces (none without ignore_space)
 
     def describe(self) -> dict[str, object]:
         """What a manifest records: the hash and the settings decide the output, the rest says where from."""
@@ -45,8 +57,8 @@ class Dictionary:
             "source": str(self.source),
             "format": self.format,
             "sha256": self.sha256,
-            "ignore_space": IGNORE_SPACE,
-            "max_grouping_len": MAX_GROUPING_LEN,
+            "ignore_space": self.settings.ignore_space,
+            "max_grouping_len": self.settings.max_grouping_len,
         }
 
 
@@ -83,24 +95,24 @@ def _text_dictionary_files(directory: Path) -> list[Path]:
     return lexicon + [directory / part for part in TEXT_PARTS]
 
 
-def _compile_text(directory: Path) -> vibrato.Vibrato:
+def _compile_text(directory: Path, settings: VibratoSettings) -> vibrato.Vibrato:
     lexicon_files = _text_dictionary_files(directory)[: -len(TEXT_PARTS)]
     lexicon = "".join(text if text.endswith("\n") else text + "\n" for text in map(_read_text, lexicon_files))
     matrix, char, unk = (_read_text(directory / part) for part in TEXT_PARTS)
     try:
         return vibrato.Vibrato.from_textdict(
-            lexicon, matrix, char, unk, ignore_space=IGNORE_SPACE, max_grouping_len=MAX_GROUPING_LEN
+            lexicon, matrix, char, unk, ignore_space=settings.ignore_space, max_grouping_len=settings.max_grouping_len
         )
     except ValueError as exc:
         raise WwmPrepError(f"{directory}: vibrato could not compile this dictionary: {exc}") from exc
 
 
-def _load_compiled(path: Path) -> vibrato.Vibrato:
+def _load_compiled(path: Path, settings: VibratoSettings) -> vibrato.Vibrato:
     data = path.read_bytes()
     if path.suffix == ".zst":
         data = zstandard.ZstdDecompressor().stream_reader(data).read()
     try:
-        return vibrato.Vibrato(data, ignore_space=IGNORE_SPACE, max_grouping_len=MAX_GROUPING_LEN)
+        return vibrato.Vibrato(data, ignore_space=settings.ignore_space, max_grouping_len=settings.max_grouping_len)
     except ValueError as exc:
         raise WwmPrepError(f"{path}: not a vibrato system dictionary: {exc}") from exc
 
@@ -124,8 +136,10 @@ def space_table(tagger: vibrato.Vibrato) -> np.ndarray:
     return space
 
 
-def load_dictionary(spec: str | Path | None = None, cache: Path | None = None) -> Dictionary:
-    """Load a dictionary named by a registry name, a bundled name, or a path.
+def load_dictionary(spec: str | Path | None = None, cache: Path | None = None, *,
+                    vibrato_defaults: bool = False) -> Dictionary:
+    """Load a dictionary named by a registry name, a bundled name, or a path, with MeCab's settings (or,
+    with `vibrato_defaults`, vibrato's own).
 
     A path may be a MeCab text dictionary directory, a MeCab binary dictionary directory (converted to
     text once and cached), or a vibrato `system.dic` / `system.dic.zst`.
@@ -142,10 +156,10 @@ def load_dictionary(spec: str | Path | None = None, cache: Path | None = None) -
             path = dict_registry.resolve(name, dict_registry.cache_dir(cache))
         except dict_registry.DictionaryError as exc:
             raise WwmPrepError(str(exc)) from exc
-    return _load_path(name, path.resolve(), cache)
+    return _load_path(name, path.resolve(), cache, VIBRATO_DEFAULTS if vibrato_defaults else MECAB_SETTINGS)
 
 
-def _load_path(name: str, path: Path, cache: Path | None) -> Dictionary:
+def _load_path(name: str, path: Path, cache: Path | None, settings: VibratoSettings) -> Dictionary:
     if path.is_file():
         fmt, files = "vibrato", [path]
     elif (path / "sys.dic").is_file():
@@ -155,22 +169,22 @@ def _load_path(name: str, path: Path, cache: Path | None) -> Dictionary:
     else:
         raise WwmPrepError(f"{path}: not a dictionary")
     sha256 = _files_sha256(files)
-    if sha256 not in _LOADED:
-        tagger = _compile(fmt, path, cache)
-        _LOADED[sha256] = (tagger, space_table(tagger))
-    return Dictionary(name, path, fmt, sha256, tuple(files), *_LOADED[sha256])
+    if (sha256, settings) not in _LOADED:
+        tagger = _compile(fmt, path, cache, settings)
+        _LOADED[sha256, settings] = (tagger, space_table(tagger))
+    return Dictionary(name, path, fmt, sha256, tuple(files), settings, *_LOADED[sha256, settings])
 
 
-# Compiled dictionaries of this process by content hash: compiling UniDic takes seconds and hundreds of
-# MB, and a process (a test session, `prepare`) may ask for the same one more than once.
-_LOADED: dict[str, tuple[vibrato.Vibrato, np.ndarray]] = {}
+# Compiled dictionaries of this process by content hash and settings: compiling UniDic takes seconds and
+# hundreds of MB, and a process (a test session, `prepare`) may ask for the same one more than once.
+_LOADED: dict[tuple[str, VibratoSettings], tuple[vibrato.Vibrato, np.ndarray]] = {}
 
 
-def _compile(fmt: str, path: Path, cache: Path | None) -> vibrato.Vibrato:
+def _compile(fmt: str, path: Path, cache: Path | None, settings: VibratoSettings) -> vibrato.Vibrato:
     if fmt == "vibrato":
-        return _load_compiled(path)
+        return _load_compiled(path, settings)
     if fmt == "mecab-text":
-        return _compile_text(path)
+        return _compile_text(path, settings)
     from wwm_prep.text import registry as dict_registry
     from wwm_prep.text import mecab_binary
 
@@ -178,4 +192,4 @@ def _compile(fmt: str, path: Path, cache: Path | None) -> vibrato.Vibrato:
         text_dir = mecab_binary.converted_text_dictionary(path, dict_registry.cache_dir(cache) / "converted")
     except (ValueError, FileNotFoundError) as exc:
         raise WwmPrepError(f"{path}: cannot read this MeCab binary dictionary: {exc}") from exc
-    return _compile_text(text_dir)
+    return _compile_text(text_dir, settings)

@@ -20,7 +20,6 @@ from wwm_prep.core.specials import find_special_ids
 
 DEFAULT_TOKENIZER = ("sample", "tokenizer", "wwm-prep-sample-unigram.model")
 SPACE_MARK = "\u2581"
-_WHITESPACE_BYTES = frozenset(b" \t\n\r\x0b\x0c")
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,6 @@ class Tokenizer:
     sha256: str
     sp: spm.SentencePieceProcessor
     piece_bytes: np.ndarray  # int64[vocab]: UTF-8 bytes of text a piece stands for; -1 where unknown
-    whitespace: np.ndarray  # bool[vocab]: the piece stands only for whitespace
     special: np.ndarray  # bool[vocab]: control and unknown pieces, never part of text
     continuation: np.ndarray  # bool[vocab]: byte pieces 0x80-0xBF, which continue a UTF-8 character
     special_ids: dict[str, int]
@@ -39,10 +37,9 @@ class Tokenizer:
         return int(self.sp.get_piece_size())
 
 
-def _piece_tables(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _piece_tables(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = sp.get_piece_size()
     piece_bytes = np.full(n, -1, dtype=np.int64)
-    whitespace = np.zeros(n, dtype=bool)
     special = np.zeros(n, dtype=bool)
     continuation = np.zeros(n, dtype=bool)
     for i in range(n):
@@ -53,13 +50,10 @@ def _piece_tables(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarra
         if sp.is_byte(i):
             value = int(piece[3:5], 16)
             piece_bytes[i] = 1
-            whitespace[i] = value in _WHITESPACE_BYTES
             continuation[i] = value & 0xC0 == 0x80
         else:
-            surface = piece.replace(SPACE_MARK, " ")
-            piece_bytes[i] = len(surface.encode("utf-8"))
-            whitespace[i] = surface.isspace()
-    return piece_bytes, whitespace, special, continuation
+            piece_bytes[i] = len(piece.replace(SPACE_MARK, " ").encode("utf-8"))
+    return piece_bytes, special, continuation
 
 
 def special_ids(sp: spm.SentencePieceProcessor) -> dict[str, int]:
@@ -132,13 +126,13 @@ def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
     no download."""
     opened = open_tokenizer(Path(path) if path is not None else resource(*DEFAULT_TOKENIZER))
     model, sp = opened.path, opened.sp
-    piece_bytes, whitespace, special, continuation = _piece_tables(sp)
+    piece_bytes, special, continuation = _piece_tables(sp)
     if not _keeps_text(sp, piece_bytes):
         raise WwmPrepError(
             f"{model}: this model rewrites text as it tokenizes (a normalizer such as NFKC), so token offsets "
             "cannot be mapped back to the document; wwm-prep needs the identity normalizer, as llm-jp v3 has"
         )
-    return Tokenizer(model, opened.sha256, sp, piece_bytes, whitespace, special, continuation, opened.special_ids)
+    return Tokenizer(model, opened.sha256, sp, piece_bytes, special, continuation, opened.special_ids)
 
 
 def _keeps_text(sp: spm.SentencePieceProcessor, piece_bytes: np.ndarray) -> bool:
