@@ -14,18 +14,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import corpus_texts
+from tests.pipeline.contract import document
 from wwm_prep.text.dictionary import load_dictionary
-from wwm_prep.pipeline.segment import Segmented, Segmenter
+from wwm_prep.pipeline.segment import Segmenter
 from wwm_prep.text.tokenizer import load_tokenizer
 
 DICTIONARIES = ["tiny-ja", "unidic-lite"]
-
-
-def document(batch: Segmented, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ids and word starts of document i of a segmented batch."""
-    start = int(batch.token_counts[:i].sum())
-    end = start + int(batch.token_counts[i])
-    return batch.ids[start:end], batch.word_starts[start:end]
 
 
 @cache
