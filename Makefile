@@ -23,6 +23,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_workers.py
 	$(BIN)/python benchmarks/bench_pack.py
 	$(BIN)/python benchmarks/bench_collator.py
+	$(BIN)/python benchmarks/bench_segmentation_choices.py
+	$(BIN)/python benchmarks/bench_contract.py
 
 clean:
 	rm -rf $(VENV) out

@@ -99,7 +99,8 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--dict", default="unidic-lite", choices=("unidic-lite", "ipadic"))
-    parser.add_argument("--tokenizer", type=Path, default=default_tokenizer)
+    parser.add_argument("--tokenizer", type=Path, default=default_tokenizer if default_tokenizer.exists()
+                        else REPO / "sample" / "tokenizer" / "wwm-prep-sample-unigram.model")
     parser.add_argument("--show", type=int, default=5, help="differing documents to show a diff of")
     args = parser.parse_args()
     if not args.tokenizer.is_file():

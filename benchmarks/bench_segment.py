@@ -10,10 +10,8 @@ best of several repeats, so the ratio holds on a noisy shared machine.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,10 +20,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
-from wwm_prep.pipeline.corpus import Document, RecordReader, discover  # noqa: E402
+from corpus_args import corpus_parser, corpus_texts  # noqa: E402
 from wwm_prep.text.dictionary import load_dictionary  # noqa: E402
 from wwm_prep.pipeline.segment import Segmenter, segment_file  # noqa: E402
 from wwm_prep.text.tokenizer import load_tokenizer  # noqa: E402
@@ -79,19 +76,11 @@ def child_memory(corpus: Path, out: Path, dictionary: str | None, tokenizer: Pat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_corpus = SHARED / "corpora" / "ja-sample"
-    default_tokenizer = SHARED / "tokenizers" / "llm-jp-v3" / "llm-jp-tokenizer-100k.ver3.0b1.model"
-    parser.add_argument("--corpus", type=Path, default=default_corpus if default_corpus.exists() else None)
-    parser.add_argument("--dict", default=None, help="dictionary (default: the tool's default)")
-    parser.add_argument("--tokenizer", type=Path, default=default_tokenizer if default_tokenizer.exists() else None)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    corpus = args.corpus or REPO / "sample" / "corpus"
+    args = corpus_parser(__doc__.splitlines()[0]).parse_args()
+    corpus = args.corpus
 
     segmenter = Segmenter(load_dictionary(args.dict), load_tokenizer(args.tokenizer))
-    files = discover([str(corpus)])
-    texts = [r.text for f in files for r in RecordReader(f.path) if isinstance(r, Document) and r.text.strip()]
+    files, texts = corpus_texts(corpus)
     megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     print(f"corpus {corpus}: {len(files)} files, {len(texts)} documents, {megabytes:.1f} MB of text")
     print(f"dictionary {segmenter.dictionary.name} ({segmenter.dictionary.format}), "

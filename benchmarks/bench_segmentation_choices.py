@@ -12,7 +12,6 @@ does not depend on the choice), so the comparison is position by position. Passe
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -20,11 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wwm_prep.pipeline.corpus import Document, RecordReader, discover  # noqa: E402
+from corpus_args import corpus_parser, corpus_texts  # noqa: E402
 from wwm_prep.pipeline.segment import Segmenter  # noqa: E402
 from wwm_prep.text.dictionary import load_dictionary  # noqa: E402
 from wwm_prep.text.tokenizer import load_tokenizer  # noqa: E402
@@ -33,17 +30,9 @@ CHOICES = {"default": {}, "split_lines": {"split_lines": True}, "vibrato_default
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_corpus = SHARED / "corpora" / "ja-sample"
-    default_tokenizer = SHARED / "tokenizers" / "llm-jp-v3" / "llm-jp-tokenizer-100k.ver3.0b1.model"
-    parser.add_argument("--corpus", type=Path, default=default_corpus if default_corpus.exists() else None)
-    parser.add_argument("--dict", default=None, help="dictionary (default: the tool's default)")
-    parser.add_argument("--tokenizer", type=Path, default=default_tokenizer if default_tokenizer.exists() else None)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    corpus = args.corpus or REPO / "sample" / "corpus"
-    texts = [r.text for f in discover([str(corpus)]) for r in RecordReader(f.path)
-             if isinstance(r, Document) and r.text.strip()]
+    args = corpus_parser(__doc__.splitlines()[0]).parse_args()
+    corpus = args.corpus
+    _, texts = corpus_texts(corpus)
     tokenizer = load_tokenizer(args.tokenizer)
     segmenters = {}
     for name, choice in CHOICES.items():

@@ -1,8 +1,8 @@
 """Whole-word groups against the contract, on the real llm-jp v3 tokenizer and real Japanese text.
 
-The reference below is written plainly and independently of wwm_prep.pipeline.align: it asks SentencePiece
-for token offsets (proto output) and vibrato for word offsets (tokenize + start/end), and applies
-the contract's rules token by token, whitespace being what `str.isspace()` says of each character.
+The reference (tests/pipeline/contract.py) is written plainly and independently of wwm_prep.pipeline.align:
+it asks SentencePiece for token offsets (proto output) and vibrato for word offsets (tokenize + start/end),
+and applies the contract's rules token by token, whitespace being what `str.isspace()` says of each character.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import corpus_texts
-from tests.pipeline.contract import document
+from tests.pipeline.contract import document, vibrato_words
+from tests.pipeline.contract import reference_word_starts as contract_word_starts
 from wwm_prep.text.dictionary import load_dictionary
 from wwm_prep.pipeline.segment import Segmenter
 from wwm_prep.text.tokenizer import load_tokenizer
@@ -36,58 +37,8 @@ def segmenter(request: pytest.FixtureRequest, llm_jp_tokenizer_path) -> Segmente
 
 
 def reference_word_starts(text: str, segmenter: Segmenter) -> list[int]:
-    sp = segmenter.tokenizer.sp
-    pieces = sp.encode(text, return_type="proto").pieces
-    char_at_byte = {}
-    position = 0
-    for index, char in enumerate(text):
-        char_at_byte[position] = index
-        position += len(char.encode("utf-8"))
-    char_at_byte[position] = len(text)
-
-    word_bounds = set()
-    for word in segmenter.dictionary.tagger.tokenize(text):
-        word_bounds.add(word.start())
-        word_bounds.add(word.end())
-
-    raw = text.encode("utf-8")
-
-    def is_blank(group: list[int]) -> bool:
-        """Every character the group's pieces cover is whitespace (the dummy prefix covers none)."""
-        return all(c.isspace() for c in raw[pieces[group[0]].begin : pieces[group[-1]].end].decode("utf-8"))
-
-    def continues_a_character(token_id: int) -> bool:
-        # Byte pieces of one character all report the character's offsets; only the lead byte starts it.
-        return sp.is_byte(token_id) and int(sp.id_to_piece(token_id)[3:5], 16) & 0xC0 == 0x80
-
-    starts = []
-    for k, piece in enumerate(pieces):
-        char = char_at_byte[piece.begin]
-        on_boundary = char in word_bounds or char == 0
-        starts.append(1 if k == 0 or (on_boundary and not continues_a_character(piece.id)) else 0)
-
-    groups: list[list[int]] = []
-    for k, start in enumerate(starts):
-        if start:
-            groups.append([])
-        groups[-1].append(k)
-    blank = [is_blank(g) for g in groups]
-    merged: list[list[int]] = []
-    pending: list[int] = []
-    for group, is_blank in zip(groups, blank):
-        pending += group
-        if not is_blank:
-            merged.append(pending)
-            pending = []
-    if pending:
-        if merged:
-            merged[-1] += pending
-        else:
-            merged.append(pending)
-    result = [0] * len(pieces)
-    for group in merged:
-        result[group[0]] = 1
-    return result
+    """The contract applied token by token (tests/pipeline/contract.py) to vibrato's words of the whole text."""
+    return contract_word_starts(text, segmenter.tokenizer.sp, vibrato_words(text, segmenter))
 
 
 def token_char_spans(text: str, ids: np.ndarray, segmenter: Segmenter) -> np.ndarray:
