@@ -231,3 +231,23 @@ def test_split_lines_gives_vibrato_each_line_with_its_newline() -> None:
         spans = _lines(text)
         assert "".join(text[a:b] for a, b in spans) == text
         assert all(text[a:b].count("\n") <= 1 and (b == len(text) or text[b - 1] == "\n") for a, b in spans)
+
+
+def test_a_changed_input_is_redone_on_rerun_and_an_unchanged_one_skipped(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus" / "ja" / "ja_wiki"
+    lines = [json.dumps({"text": t}, ensure_ascii=False).encode() for t in ("東北大学の研究者。", "言語モデルを学ぶ。")]
+    write_jsonl_gz(corpus / "train_0.jsonl.gz", lines)
+    write_jsonl_gz(corpus / "train_1.jsonl.gz", lines[:1])
+    out = tmp_path / "out"
+    args = ("segment", str(tmp_path / "corpus"), "--out", str(out), "--dict", "tiny-ja", "--workers", "1")
+    assert run(*args)[0] == 0
+    report = json.loads((out / "units" / "ja_wiki--train_0.json").read_text(encoding="utf-8"))
+    assert report["input"]["size"] == (corpus / "train_0.jsonl.gz").stat().st_size
+
+    write_jsonl_gz(corpus / "train_0.jsonl.gz", [*lines, json.dumps({"text": "追記された文書。"}).encode()])
+    code, output = run(*args)
+    assert code == 0 and "redo ja/ja_wiki/train_0.jsonl.gz: it has changed" in output
+    assert "skip ja/ja_wiki/train_1.jsonl.gz: already done" in output
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["units"]["ja_wiki--train_0"]["documents"] == 3 and manifest["totals"]["documents"] == 4
+    assert read_shard(out / "ja_wiki--train_0.arrow").num_rows == 3

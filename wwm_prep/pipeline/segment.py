@@ -225,14 +225,32 @@ def _document_config(segmenter: Segmenter) -> DocumentConfig:
                           split_lines=segmenter.split_lines)
 
 
-def _completed(out_dir: Path, unit: InputFile) -> dict[str, Any] | None:
+def _input_stamp(path: Path) -> dict[str, int]:
+    """What says an input file is the one a shard was made from: its size and modification time."""
+    try:
+        stat = path.stat()
+    except OSError as exc:  # gone or unreadable since it was found: the unit fails, the run goes on
+        raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _completed(out_dir: Path, unit: InputFile) -> tuple[dict[str, Any] | None, bool]:
+    """The unit's report where its shard is done and still matches, and whether its input has changed since.
+
+    Reports written before inputs were stamped are trusted as they are, so an upgrade does not redo a run."""
     report = read_json(out_dir / "units" / f"{unit.unit}.json")
     if not isinstance(report, dict):
-        return None
+        return None, False
     shard = out_dir / report["shard"]
     if report.get("source") != unit.source or not shard.is_file() or sha256_file(shard) != report["sha256"]:
-        return None
-    return report
+        return None, False
+    if "input" in report:
+        try:
+            if _input_stamp(unit.path) != report["input"]:
+                return None, True
+        except UnreadableFile:
+            return None, False
+    return report, False
 
 
 @dataclass
@@ -258,10 +276,11 @@ class SegmentStage:
         for stale in self.out_dir.glob(f".{unit.unit}.arrow.tmp-*"):  # left by a killed run
             stale.unlink()
         try:
+            stamp = _input_stamp(unit.path)  # before reading: a file that changes while it is read is redone
             report = segment_file(unit, self.out_dir, self.segmenter, self.counters.add if self.counters else None)
         except UnreadableFile as exc:
             return {"unit": unit.unit, "source": unit.source, "path": str(unit.path), "error": str(exc)}
-        report["unit"], report["path"] = unit.unit, str(unit.path)
+        report["unit"], report["path"], report["input"] = unit.unit, str(unit.path), stamp
         write_json_atomic(self.out_dir / "units" / f"{unit.unit}.json", report)
         return report
 
@@ -286,16 +305,18 @@ def run_segment(inputs: Iterable[str], out_dir: Path, config: SegmentConfig = Se
     doc_config = _document_config(stage.segmenter)
     try:
         _claim_output(out_dir, doc_config, config.overwrite)
-        reports = {u.unit: r for u in files if (r := _completed(out_dir, u)) is not None}
+        found = {u.unit: _completed(out_dir, u) for u in files}
+        reports = {name: report for name, (report, _) in found.items() if report is not None}
         todo = [u for u in mine if u.unit not in reports]
-        failed = _run_units(stage, executor, todo, [u for u in mine if u.unit in reports], reports, quiet)
+        changed = [u for u in todo if found[u.unit][1]]
+        failed = _run_units(stage, executor, todo, [u for u in mine if u.unit in reports], changed, reports, quiet)
         return _write_manifest(out_dir, inputs, doc_config, files, reports, failed)
     except OSError as exc:  # the output side: read-only directory, full disk
         raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
 
 
 def _run_units(stage: SegmentStage, executor: Executor, todo: list[InputFile], skipped: list[InputFile],
-               reports: dict[str, dict[str, Any]], quiet: bool) -> list[dict[str, Any]]:
+               changed: list[InputFile], reports: dict[str, dict[str, Any]], quiet: bool) -> list[dict[str, Any]]:
     """Run the units left to do, adding their reports to `reports`; returns the failed ones."""
     assert stage.counters is not None
     total = sum(u.path.stat().st_size for u in todo if u.path.is_file())
@@ -303,6 +324,8 @@ def _run_units(stage: SegmentStage, executor: Executor, todo: list[InputFile], s
     with ProgressDisplay(stage.counters, total, "segment", quiet=quiet) as display:
         for unit in skipped:
             display.write(f"skip {unit.source}: already done")
+        for unit in changed:
+            display.write(f"redo {unit.source}: it has changed since its shard was made")
         for report in executor.run(stage, todo):
             if "error" in report:
                 failed.append(report)
