@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wwm_prep.core.files import read_json, sha256_file, write_json_atomic
+from wwm_prep.core.files import is_stale_temp, read_json, sha256_file, temp_path, write_json_atomic
 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
@@ -34,3 +34,17 @@ def test_read_json_says_none_for_what_is_not_json(tmp_path: Path) -> None:
     assert read_json(tmp_path / "half.json") is None
     (tmp_path / "latin.json").write_bytes(b'"\xff"')
     assert read_json(tmp_path / "latin.json") is None
+
+
+def test_only_a_dead_process_s_temporary_files_are_stale(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    mine = temp_path(tmp_path / "a.arrow")
+    assert mine.name.startswith(".a.arrow.tmp-") and not is_stale_temp(mine)  # this process is alive
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = mine.with_name(mine.name.rsplit("-", 1)[0] + f"-{int(gone.stdout)}")
+    assert is_stale_temp(dead)
+    other_host = mine.with_name(f".a.arrow.tmp-other_host.example-{int(gone.stdout)}")
+    assert not is_stale_temp(other_host)  # another machine's run may still be writing it
+    assert not is_stale_temp(tmp_path / "a.arrow")

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from tests.conftest import run, write_jsonl_gz
 from wwm_prep.cli import main
+from wwm_prep.core.files import sha256_file
 from wwm_prep.core.resources import resource
 from wwm_prep.core.shards import load_schema, read_batches
 
@@ -172,3 +173,25 @@ def test_output_errors_are_clear(tmp_path: Path) -> None:
     finally:
         subprocess.run(["umount", str(small)], check=True)
     shutil.rmtree(small)
+
+
+def test_two_overlapping_runs_on_one_output_both_finish_with_one_run_s_bytes(tmp_path: Path) -> None:
+    """A mistyped array job, or two people: the second run starts while the first is writing. Neither takes the
+    other's temporary files for leftovers, both exit 0, and the last to finish writes the complete manifest."""
+    corpus = big_corpus(tmp_path / "corpus")
+    reference = tmp_path / "reference"
+    assert run("segment", str(corpus), "--out", str(reference), "--dict", "tiny-ja", "--workers", "1")[0] == 0
+    out = tmp_path / "shared-out"
+    first = start_segment(corpus, out)
+    wait_for_units(out, 1, first)
+    second = start_segment(corpus, out)
+    results = [proc.communicate(timeout=300) for proc in (first, second)]
+    for proc, (stdout, stderr) in zip((first, second), results):
+        assert proc.returncode == 0, stderr
+        assert "Traceback" not in stderr
+    assert "done ja/ja_wiki" in results[1][1]  # the second run did work of its own while the first ran
+    assert shard_digests(out) == shard_digests(reference)
+    assert {p.name: sha256_file(p) for p in out.glob("*.arrow")} == {p.name: sha256_file(p) for p in reference.glob("*.arrow")}
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["complete"] and sorted(manifest["units"]) == sorted(p.stem for p in reference.glob("*.arrow"))
+    assert not list(out.glob(".*.tmp-*")) and not list((out / "rejects").glob(".*.tmp-*"))

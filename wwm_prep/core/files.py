@@ -5,8 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any
+
+# Temporary files are named for the host and process writing them, so that runs sharing an output directory
+# (on one machine or several) never take each other's files for leftovers.
+_HOST = re.sub(r"[^\w.]", "_", socket.gethostname()) or "host"
+_TEMP = re.compile(r"\.tmp-(?P<host>[\w.]+)-(?P<pid>\d+)$")
 
 
 def feed_file(digest: Any, path: Path, chunk: int = 1 << 20) -> None:
@@ -23,9 +30,28 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def temp_path(path: Path) -> Path:
+    """Where `path` is written before it is renamed into place."""
+    return path.with_name(f".{path.name}.tmp-{_HOST}-{os.getpid()}")
+
+
+def is_stale_temp(path: Path) -> bool:
+    """A temporary file left by a process of this host that has died (a killed run); others' are never stale."""
+    m = _TEMP.search(path.name)
+    if m is None or m["host"] != _HOST:
+        return False
+    try:
+        os.kill(int(m["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that a reader (or a rerun after a crash) sees the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 

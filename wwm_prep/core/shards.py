@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import read_json, sha256_file
+from wwm_prep.core.files import read_json, sha256_file, temp_path
 from wwm_prep.core.manifest import KINDS, MANIFEST, DocumentManifest, SequenceManifest, TokenizerRecord
 from wwm_prep.core.resources import resource
 
@@ -78,7 +78,7 @@ class ShardWriter:
         self.path = path
         self.schema = schema
         self.rows = 0
-        self._tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self._tmp = temp_path(path)
         self._sink = pa.OSFile(str(self._tmp), "wb")
         self._writer = pa.ipc.new_stream(self._sink, schema.arrow)
 

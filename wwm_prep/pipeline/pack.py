@@ -40,7 +40,7 @@ WRITE_ROWS = 256  # rows per Arrow record batch of a sequence shard
 SHARD_NAME = "sequences-{:05d}.arrow"
 COUNTS = ("documents", "dropped_documents", "pieces", "tokens", "cut_documents", "cuts", "sentence_cuts",
           "group_splits")
-_OWN_FILES = re.compile(r"^\.?(manifest\.json|sequences-\d{5,}\.arrow)(\.tmp-\d+)?$")
+_OWN_FILES = re.compile(r"^\.?(manifest\.json|sequences-\d{5,}\.arrow)(\.tmp-[\w.]+-\d+)?$")
 _INTERLEAVE, _SHUFFLE = 1, 2  # independent random streams derived from --seed
 
 

@@ -7,6 +7,7 @@ skips the units whose report and shard agree and redoes the rest.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sys
 import time
@@ -19,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import read_json, sha256_file, write_json_atomic
+from wwm_prep.core.files import is_stale_temp, read_json, sha256_file, temp_path, write_json_atomic
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema
 from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
@@ -144,7 +145,7 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
     counts = dict.fromkeys(COUNTS, 0)
     shard = out_dir / f"{unit.unit}.arrow"
     rejects_path = out_dir / "rejects" / f"{unit.unit}.jsonl"
-    rejects_tmp = rejects_path.with_name(f".{rejects_path.name}.tmp")
+    rejects_tmp = temp_path(rejects_path)
     rejects_tmp.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     reader = RecordReader(unit.path)
@@ -273,8 +274,9 @@ class SegmentStage:
 
     def run(self, unit: InputFile) -> dict[str, Any]:
         assert self.segmenter is not None
-        for stale in self.out_dir.glob(f".{unit.unit}.arrow.tmp-*"):  # left by a killed run
-            stale.unlink()
+        for temp in [*self.out_dir.glob(f".{unit.unit}.arrow.tmp-*"), *self.out_dir.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")]:
+            if is_stale_temp(temp):  # left by a killed run; a live run's (another process, another host) is kept
+                temp.unlink(missing_ok=True)
         try:
             stamp = _input_stamp(unit.path)  # before reading: a file that changes while it is read is redone
             report = segment_file(unit, self.out_dir, self.segmenter, self.counters.add if self.counters else None)
@@ -359,6 +361,19 @@ def _claim_output(out_dir: Path, config: DocumentConfig, overwrite: bool) -> Non
 
 def _write_manifest(out_dir: Path, inputs: list[str], config: DocumentConfig, files: list[InputFile],
                     reports: dict[str, dict[str, Any]], failed: list[dict[str, Any]]) -> DocumentManifest:
+    """The manifest of every unit done so far, by this run or by another sharing the output directory: under a
+    lock, the units others finished meanwhile are gathered too, so the run that finishes last writes it whole."""
+    with open(out_dir / ".manifest.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for unit in files:
+            if unit.unit not in reports and (report := _completed(out_dir, unit)[0]) is not None:
+                reports[unit.unit] = report
+        failed = [f for f in failed if f["unit"] not in reports]
+        return _manifest(out_dir, inputs, config, files, reports, failed)
+
+
+def _manifest(out_dir: Path, inputs: list[str], config: DocumentConfig, files: list[InputFile],
+              reports: dict[str, dict[str, Any]], failed: list[dict[str, Any]]) -> DocumentManifest:
     units = {name: {k: v for k, v in r.items() if k != "unit"} for name, r in sorted(reports.items())}
     manifest = DocumentManifest(
         config=config,
