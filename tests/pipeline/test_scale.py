@@ -78,6 +78,14 @@ def big_corpus(root: Path, files: int = 6) -> Path:
     return root
 
 
+def corpus_with_reference(root: Path) -> tuple[Path, Path]:
+    """A big corpus, and what one uninterrupted run makes of it, to compare other runs with."""
+    corpus = big_corpus(root / "corpus")
+    reference = root / "reference"
+    assert run("segment", str(corpus), "--out", str(reference), "--dict", "tiny-ja", "--workers", "1")[0] == 0
+    return corpus, reference
+
+
 def start_segment(corpus: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "wwm_prep.cli", "segment", str(corpus), "--out", str(out), "--dict", "tiny-ja",
@@ -96,9 +104,7 @@ def wait_for_units(out: Path, count: int, proc: subprocess.Popen, timeout: float
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_run_resumes_to_the_same_output(tmp_path: Path, sig: signal.Signals) -> None:
-    corpus = big_corpus(tmp_path / "corpus")
-    reference = tmp_path / "reference"
-    assert run("segment", str(corpus), "--out", str(reference), "--dict", "tiny-ja", "--workers", "1")[0] == 0
+    corpus, reference = corpus_with_reference(tmp_path)
 
     out = tmp_path / "out"
     proc = start_segment(corpus, out)
@@ -178,9 +184,7 @@ def test_output_errors_are_clear(tmp_path: Path) -> None:
 def test_two_overlapping_runs_on_one_output_both_finish_with_one_run_s_bytes(tmp_path: Path) -> None:
     """A mistyped array job, or two people: the second run starts while the first is writing. Neither takes the
     other's temporary files for leftovers, both exit 0, and the last to finish writes the complete manifest."""
-    corpus = big_corpus(tmp_path / "corpus")
-    reference = tmp_path / "reference"
-    assert run("segment", str(corpus), "--out", str(reference), "--dict", "tiny-ja", "--workers", "1")[0] == 0
+    corpus, reference = corpus_with_reference(tmp_path)
     out = tmp_path / "shared-out"
     first = start_segment(corpus, out)
     wait_for_units(out, 1, first)
