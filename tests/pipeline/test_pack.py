@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +17,7 @@ from wwm_prep import cli
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.pipeline.pack import DEFAULT_SHARD_ROWS, DEFAULT_WINDOW, PackConfig, parse_subset_weights, run_pack
 from wwm_prep.pipeline.packing import STRATEGIES, Piece, best_fit, greedy, load_sentence_ends
-from wwm_prep.pipeline.segment import run_segment
-from wwm_prep.core.files import sha256_file, write_json_atomic
+from wwm_prep.core.files import sha256_file
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
 from wwm_prep.text.tokenizer import DEFAULT_TOKENIZER, load_tokenizer

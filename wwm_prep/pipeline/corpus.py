@@ -23,7 +23,6 @@ import zstandard
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.shards import load_schema
 
-JAPANESE_SUBSETS = ("ja_cc", "ja_warp_html", "ja_warp_pdf", "ja_wiki", "kaken")
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 
 
