@@ -199,3 +199,46 @@ def test_two_overlapping_runs_on_one_output_both_finish_with_one_run_s_bytes(tmp
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["complete"] and sorted(manifest["units"]) == sorted(p.stem for p in reference.glob("*.arrow"))
     assert not list(out.glob(".*.tmp-*")) and not list((out / "rejects").glob(".*.tmp-*"))
+
+
+def test_a_killed_run_s_claim_is_taken_over_by_the_next_run(tmp_path: Path) -> None:
+    corpus, reference = corpus_with_reference(tmp_path)
+    out = tmp_path / "out"
+    proc = start_segment(corpus, out)
+    wait_for_units(out, 1, proc)
+    while not list((out / "claims").glob("*.json")):  # killed mid-unit: it holds a claim
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate(timeout=60)
+    held = {p.stem for p in (out / "claims").glob("*.json")}
+    assert held
+    code, output = run("segment", str(corpus), "--out", str(out), "--dict", "tiny-ja", "--workers", "1")
+    assert code == 0, output
+    for unit in held:
+        assert f"ja/ja_wiki/{unit.split('--')[-1]}.jsonl.gz" in output
+    assert "taken over from the run of pid" in output
+    assert shard_digests(out) == shard_digests(reference)
+    assert not list((out / "claims").glob("*.json")) and not list(out.glob(".*.tmp-*"))
+
+
+def test_a_claim_held_on_another_host_is_left_to_it_until_its_heartbeat_stops(tmp_path: Path) -> None:
+    from tests.core.test_claims import write_claim
+    from wwm_prep.core.claims import Holder
+
+    out = tmp_path / "out"
+    base = ["segment", str(SAMPLE), "--out", str(out), "--dict", "tiny-ja", "--workers", "1"]
+    elsewhere = Holder("node-b", 4242, 4240, time.time() - 60)
+    write_claim(out, "ja_wiki--train_0", elsewhere)
+    code, output = run(*base)
+    assert code == 0 and "skip ja/ja_wiki/train_0.jsonl.gz: being done by the run of pid 4240 on node-b" in output
+    assert "1 input file(s) are left to other array slices or to the runs that hold them" in output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not manifest["complete"] and manifest["missing"] == ["ja_wiki--train_0"]
+
+    code, output = run(*base, "--overwrite")
+    assert code == 2 and "being written now by the run of pid 4240 on node-b" in output
+
+    write_claim(out, "ja_wiki--train_0", elsewhere, age=30)
+    code, output = run(*base, "--claim-timeout", "10")
+    assert code == 0 and "taken over from the run of pid 4240 on node-b" in output
+    assert json.loads((out / "manifest.json").read_text())["complete"]

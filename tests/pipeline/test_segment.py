@@ -251,3 +251,24 @@ def test_a_changed_input_is_redone_on_rerun_and_an_unchanged_one_skipped(tmp_pat
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["units"]["ja_wiki--train_0"]["documents"] == 3 and manifest["totals"]["documents"] == 4
     assert read_shard(out / "ja_wiki--train_0.arrow").num_rows == 3
+
+
+def test_verify_inputs_catches_an_edit_that_kept_size_and_modification_time(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus" / "ja" / "ja_wiki"
+    path = corpus / "train_0.jsonl"
+    corpus.mkdir(parents=True)
+    path.write_text(json.dumps({"text": "東北大学の研究者。"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ("segment", str(tmp_path / "corpus"), "--out", str(out), "--dict", "tiny-ja", "--workers", "1")
+    assert run(*args, "--verify-inputs")[0] == 0
+    report = json.loads((out / "units" / "ja_wiki--train_0.json").read_text(encoding="utf-8"))
+    assert report["input"]["sha256"] == sha256_file(path)
+
+    stat = path.stat()
+    path.write_text(json.dumps({"text": "東北大学の研究所。"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime: only the bytes tell
+    code, output = run(*args)
+    assert code == 0 and "already done" in output  # without the flag the stat is all there is to compare
+    code, output = run(*args, "--verify-inputs")
+    assert code == 0 and "redo ja/ja_wiki/train_0.jsonl: it has changed" in output
+    assert json.loads((out / "units" / "ja_wiki--train_0.json").read_text())["input"]["sha256"] == sha256_file(path)

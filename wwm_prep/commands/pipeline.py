@@ -41,6 +41,9 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
         click.echo(f"  rejected records are kept with their reasons in {out / 'rejects'}")
     for failure in manifest.failed:
         click.echo(f"  FAILED {failure['path']}: {failure['error']}", err=True)
+    if len(manifest.missing) > len(manifest.failed):
+        click.echo(f"  {len(manifest.missing) - len(manifest.failed)} input file(s) are left to other array slices or "
+                   "to the runs that hold them; the run that completes the last one writes the complete manifest")
 
 
 def print_pack_summary(manifest: Any, out: Path) -> None:
@@ -91,16 +94,33 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--vibrato-defaults", is_flag=True,
                      help="vibrato's own settings (ignore_space=False, max_grouping_len=0) instead of the "
                           "MeCab-identical ignore_space=True, max_grouping_len=24. Recorded in the manifest."),
+        click.option("--verify-inputs", is_flag=True,
+                     help="Also record each input file's sha256 and, on a rerun, redo a unit whose sha256 differs "
+                          "(default: its size and modification time are compared)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """How a run shares work with others (array slices, concurrent runs on one output): `segment`, `pack`, `prepare`."""
+    options = [
         click.option("--workers", type=click.IntRange(min=1), default=None,
-                     help="Worker processes (default: the machine's cores); one input file per unit."),
+                     help="Worker processes (default: the machine's cores); one unit (an input file, a packing "
+                          "partition) at a time each."),
         click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="Where units run: forked local processes, or Ray actors (pip install 'wwm-prep[ray]')."),
+                     help="Where units run: forked local processes, or on Ray, one process per node that loads what "
+                          "the units share once and forks its workers (pip install 'wwm-prep[ray]')."),
         click.option("--ray-address", help="Ray cluster to join (e.g. 'auto' or HOST:6379); default: a local Ray."),
         click.option("--num-shards", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Array jobs: split the input files into this many slices..."),
+                     help="Array jobs: split the units into this many slices..."),
         click.option("--shard-index", type=click.IntRange(min=0), default=0, show_default=True,
                      help="...and process slice number this (0-based)."),
-        click.option("--quiet", is_flag=True, help="No progress bar or per-file lines; only the summary."),
+        click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True), default=600, show_default=True,
+                     help="Seconds after which a unit claimed by a silent run on another host is taken over (a dead "
+                          "run on this host is taken over at once)."),
+        click.option("--quiet", is_flag=True, help="No progress bar or per-unit lines; only the summary."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -115,11 +135,12 @@ def segment_config(options: dict[str, Any]) -> Any:
     return SegmentConfig(dictionary=options.pop("dictionary"), tokenizer=str(tokenizer) if tokenizer else None,
                          subsets=tuple(subsets.split(",")) if subsets else None, cache=options.pop("cache_dir"),
                          overwrite=options.pop("overwrite"), split_lines=options.pop("split_lines"),
-                         vibrato_defaults=options.pop("vibrato_defaults"))
+                         vibrato_defaults=options.pop("vibrato_defaults"), verify_inputs=options.pop("verify_inputs"),
+                         claim_timeout=options["claim_timeout"])
 
 
 def executor_and_slice(options: dict[str, Any]) -> tuple[Any, Any]:
-    """The executor and the array-job slice that `segment_options` ask for (taken out of `options`)."""
+    """The executor and the array-job slice that `run_options` ask for (taken out of `options`)."""
     from wwm_prep.pipeline.executor import LocalExecutor, RayExecutor, Slice, default_workers
 
     workers = options.pop("workers") or default_workers()
@@ -161,6 +182,7 @@ def inputs_and_out(out_help: str) -> Callable[[Callable[..., Any]], Callable[...
 @click.command()
 @inputs_and_out("Output directory for document shards.")
 @segment_options
+@run_options
 @user_errors
 def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     """Segment corpus files into document shards with whole-word groups.
@@ -194,6 +216,7 @@ def pack(docs_dir: Path, out: Path, tokenizer: Path | None, quiet: bool, **optio
 @inputs_and_out("Output directory: document shards go to OUT/documents, sequence shards to OUT/sequences.")
 @segment_options
 @pack_options
+@run_options
 @user_errors
 def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     """Segment and pack in one step: corpus files → OUT/documents → OUT/sequences.

@@ -12,7 +12,7 @@ from typing import Any
 
 # Temporary files are named for the host and process writing them, so that runs sharing an output directory
 # (on one machine or several) never take each other's files for leftovers.
-_HOST = re.sub(r"[^\w.]", "_", socket.gethostname()) or "host"
+HOST = re.sub(r"[^\w.]", "_", socket.gethostname()) or "host"
 _TEMP = re.compile(r"\.tmp-(?P<host>[\w.]+)-(?P<pid>\d+)$")
 
 
@@ -32,21 +32,27 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def temp_path(path: Path) -> Path:
     """Where `path` is written before it is renamed into place."""
-    return path.with_name(f".{path.name}.tmp-{_HOST}-{os.getpid()}")
+    return path.with_name(f".{path.name}.tmp-{HOST}-{os.getpid()}")
 
 
 def is_stale_temp(path: Path) -> bool:
     """A temporary file left by a process of this host that has died (a killed run); others' are never stale."""
     m = _TEMP.search(path.name)
-    if m is None or m["host"] != _HOST:
-        return False
+    return m is not None and m["host"] == HOST and not pid_alive(int(m["pid"]))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host is running (a zombie, dead but not yet reaped, counts as gone)."""
     try:
-        os.kill(int(m["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
         return False
-    return False
+    except PermissionError:  # alive, another user's
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

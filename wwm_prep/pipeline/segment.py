@@ -1,8 +1,9 @@
 """The `segment` stage: corpus files → vibrato words + SentencePiece ids → whole-word groups → document shards.
 
-One input file is one unit of work and one output shard. A unit writes its shard under a temporary
-name and, once complete, a small report in `units/` that records the shard's checksum: a rerun
-skips the units whose report and shard agree and redoes the rest.
+One input file is one unit of work and one output shard. A run claims a unit (`core.claims`), writes its
+shard under a temporary name and, once complete, a small report in `units/` that records the shard's
+checksum and what its input was: a rerun skips the units whose report, shard and input agree and redoes the
+rest, and runs sharing the output take the units no other run holds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from wwm_prep.core.claims import DEFAULT_TIMEOUT, Claim, Holder, claim, live_claims
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import is_stale_temp, read_json, sha256_file, temp_path, write_json_atomic
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
@@ -217,6 +219,8 @@ class SegmentConfig:
     overwrite: bool = False  # redo every unit, even of an output made with another configuration
     split_lines: bool = False  # vibrato reads one line at a time, not whole documents
     vibrato_defaults: bool = False  # vibrato's own settings, not the MeCab-identical ones
+    verify_inputs: bool = False  # record and compare each input's sha256, not only its size and mtime
+    claim_timeout: float = DEFAULT_TIMEOUT  # seconds before a silent run's claim on a unit is taken over
 
 
 def _document_config(segmenter: Segmenter) -> DocumentConfig:
@@ -226,16 +230,23 @@ def _document_config(segmenter: Segmenter) -> DocumentConfig:
                           split_lines=segmenter.split_lines)
 
 
-def _input_stamp(path: Path) -> dict[str, int]:
-    """What says an input file is the one a shard was made from: its size and modification time."""
+def _input_stamp(path: Path, verify: bool = False) -> dict[str, Any]:
+    """What says an input file is the one a shard was made from: its size and modification time, and with
+    `verify` its sha256 (which also catches an edit that kept both)."""
     try:
         stat = path.stat()
+        digest = {"sha256": sha256_file(path)} if verify else {}
     except OSError as exc:  # gone or unreadable since it was found: the unit fails, the run goes on
         raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **digest}
 
 
-def _completed(out_dir: Path, unit: InputFile) -> tuple[dict[str, Any] | None, bool]:
+def _same_input(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Stamps agree on everything both hold: a sha256 is compared where the report has one and it was asked for."""
+    return all(recorded.get(key) == value for key, value in now.items() if key != "sha256" or "sha256" in recorded)
+
+
+def _completed(out_dir: Path, unit: InputFile, verify: bool = False) -> tuple[dict[str, Any] | None, bool]:
     """The unit's report where its shard is done and still matches, and whether its input has changed since.
 
     Reports written before inputs were stamped are trusted as they are, so an upgrade does not redo a run."""
@@ -247,7 +258,7 @@ def _completed(out_dir: Path, unit: InputFile) -> tuple[dict[str, Any] | None, b
         return None, False
     if "input" in report:
         try:
-            if _input_stamp(unit.path) != report["input"]:
+            if not _same_input(report["input"], _input_stamp(unit.path, verify and "sha256" in report["input"])):
                 return None, True
         except UnreadableFile:
             return None, False
@@ -273,18 +284,32 @@ class SegmentStage:
             self.segmenter = Segmenter(dictionary, load_tokenizer(c.tokenizer), split_lines=c.split_lines)
 
     def run(self, unit: InputFile) -> dict[str, Any]:
+        """The unit's report, once this process has claimed and done it; or a note of who else has or holds it."""
+        taken = claim(self.out_dir, unit.unit, self.config.claim_timeout)
+        if isinstance(taken, Holder):
+            return {"unit": unit.unit, "source": unit.source, "held_by": taken.describe()}
+        with taken:
+            done, _ = _completed(self.out_dir, unit, self.config.verify_inputs)
+            if done is not None:  # finished by another run since this one looked
+                return {**done, "unit": unit.unit, "note": "done meanwhile by another run"}
+            return self._segment(unit, taken)
+
+    def _segment(self, unit: InputFile, taken: Claim) -> dict[str, Any]:
         assert self.segmenter is not None
+        gone = taken.taken_over
         for temp in [*self.out_dir.glob(f".{unit.unit}.arrow.tmp-*"), *self.out_dir.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")]:
-            if is_stale_temp(temp):  # left by a killed run; a live run's (another process, another host) is kept
+            # left by a killed run, or by the silent one whose claim this took over; a live run's is kept
+            if is_stale_temp(temp) or (gone is not None and temp.name.endswith(f".tmp-{gone.host}-{gone.pid}")):
                 temp.unlink(missing_ok=True)
         try:
-            stamp = _input_stamp(unit.path)  # before reading: a file that changes while it is read is redone
+            # before reading: a file that changes while it is read is redone
+            stamp = _input_stamp(unit.path, self.config.verify_inputs)
             report = segment_file(unit, self.out_dir, self.segmenter, self.counters.add if self.counters else None)
         except UnreadableFile as exc:
             return {"unit": unit.unit, "source": unit.source, "path": str(unit.path), "error": str(exc)}
         report["unit"], report["path"], report["input"] = unit.unit, str(unit.path), stamp
         write_json_atomic(self.out_dir / "units" / f"{unit.unit}.json", report)
-        return report
+        return {**report, "note": f"taken over from {gone.describe()}, which stopped" if gone else None}
 
 
 def run_segment(inputs: Iterable[str], out_dir: Path, config: SegmentConfig = SegmentConfig(), *,
@@ -306,8 +331,8 @@ def run_segment(inputs: Iterable[str], out_dir: Path, config: SegmentConfig = Se
     assert stage.segmenter is not None
     doc_config = _document_config(stage.segmenter)
     try:
-        _claim_output(out_dir, doc_config, config.overwrite)
-        found = {u.unit: _completed(out_dir, u) for u in files}
+        _claim_output(out_dir, doc_config, config)
+        found = {u.unit: _completed(out_dir, u, config.verify_inputs) for u in files}
         reports = {name: report for name, (report, _) in found.items() if report is not None}
         todo = [u for u in mine if u.unit not in reports]
         changed = [u for u in todo if found[u.unit][1]]
@@ -333,27 +358,40 @@ def _run_units(stage: SegmentStage, executor: Executor, todo: list[InputFile], s
                 failed.append(report)
                 display.write(f"FAILED {report['source']}: {report['error']}")
                 continue
+            if "held_by" in report:
+                display.write(f"skip {report['source']}: being done by {report['held_by']}")
+                continue
+            note = report.pop("note")
             reports[report["unit"]] = report
+            if note == "done meanwhile by another run":
+                display.write(f"skip {report['source']}: {note}")
+                continue
             if not executor.shares_memory:  # its workers cannot reach this machine's shared counters
                 stage.counters.add(Path(report["path"]).stat().st_size, report["documents"], report["tokens"])
             display.write(f"done {report['source']}: {report['documents']} documents, "
-                          f"{report['tokens']} tokens, {report['rejects']} rejects")
+                          f"{report['tokens']} tokens, {report['rejects']} rejects" + (f" ({note})" if note else ""))
     return failed
 
 
-def _claim_output(out_dir: Path, config: DocumentConfig, overwrite: bool) -> None:
-    """Refuse an output directory made with another configuration, so a rerun never mixes two."""
+def _claim_output(out_dir: Path, config: DocumentConfig, options: SegmentConfig) -> None:
+    """Refuse an output directory made with another configuration, so a rerun never mixes two, and one that
+    another run is writing to, where this one would pull its work from under it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "units").mkdir(exist_ok=True)
     config_path = out_dir / "config.json"
-    if config_path.is_file() and not overwrite:
+    others = live_claims(out_dir, options.claim_timeout)
+    busy = f"; it is being written now by {others[0].describe()}" if others else ""
+    if config_path.is_file() and not options.overwrite:
         previous = DocumentConfig.from_dict(read_json(config_path))
         if not previous.same_output(config):
             raise WwmPrepError(
-                f"{out_dir} holds output made with another configuration (dictionary or tokenizer); "
+                f"{out_dir} holds output made with another configuration (dictionary or tokenizer){busy}; "
                 "choose another --out, or pass --overwrite to redo it"
             )
-    elif overwrite:
+    elif options.overwrite:
+        if others:
+            raise WwmPrepError(f"--overwrite would redo {out_dir} under another run{busy}: wait for it to finish, "
+                               "or stop it first")
         for old in (out_dir / "units").glob("*.json"):
             old.unlink()
     write_json_atomic(config_path, config.to_dict())
