@@ -373,8 +373,11 @@ def test_output_directory_is_replaced_but_never_foreign(tmp_path: Path, plain: i
     out = tmp_path / "out"
     assert len(run_pack(docs, out, PackConfig(seq_len=128, shard_rows=1), quiet=True).shards) == 10
     manifest = run_pack(docs, out, PackConfig(seq_len=128), quiet=True)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "sequences-00000.arrow"]
-    assert manifest.shards[0]["sha256"] == sha256_file(out / "sequences-00000.arrow")
+    assert sorted(p.name for p in out.iterdir()) == [".manifest.lock", "claims", "manifest.json",
+                                                     "sequences-00000-00000.arrow", "units"]
+    assert sorted(p.name for p in (out / "units").iterdir()) == ["partition-00000.json"]
+    assert not list((out / "claims").glob("*.json"))
+    assert manifest.shards[0]["sha256"] == sha256_file(out / "sequences-00000-00000.arrow")
     assert manifest.documents["manifest_sha256"] == sha256_file(docs / "manifest.json")
     for foreign in (docs, tmp_path):
         with pytest.raises(WwmPrepError):

@@ -47,9 +47,14 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
 
 
 def print_pack_summary(manifest: Any, out: Path) -> None:
+    if manifest is None:
+        click.echo(f"pack → {out}: partitions are left to other array slices or to the runs that hold them; the run "
+                   "that completes the last one writes the manifest")
+        return
     totals, config = manifest.totals, manifest.config
     rows = [(label, totals[key]) for label, key in PACK_ROWS]
-    rows += [("efficiency", f"{100 * totals['efficiency']:.2f} %"), ("shards", len(manifest.shards))]
+    rows += [("efficiency", f"{100 * totals['efficiency']:.2f} %"), ("partitions", config.partitions),
+             ("shards", len(manifest.shards))]
     click.echo(f"pack → {out}  ({config.strategy}, {config.seq_len} tokens per row)")
     echo_rows(rows, 20, 12)
     if not config.sentence_ends["used"]:
@@ -73,6 +78,10 @@ def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Repeat or subsample subsets, e.g. ja_wiki=2,kaken=0.5 (default 1 each)."),
         click.option("--shard-rows", type=int, default=2048, show_default=True,
                      help="Rows per sequence shard; a shard is shuffled, and so held, in memory."),
+        click.option("--partitions", type=int, default=None,
+                     help="Packing partitions the document shards are dealt to, each packed on its own by one worker "
+                          "(default: one per ~67 M tokens, at most one per document shard). The rows depend on it, "
+                          "never on --workers."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -155,7 +164,7 @@ def pack_config(options: dict[str, Any], tokenizer: Path | None = None) -> Any:
 
     return PackConfig(seq_len=options.pop("seq_len"), strategy=options.pop("strategy"), window=options.pop("window"),
                       seed=options.pop("seed"), subset_weights=parse_subset_weights(options.pop("subset_weights")),
-                      shard_rows=options.pop("shard_rows"), tokenizer=tokenizer)
+                      shard_rows=options.pop("shard_rows"), tokenizer=tokenizer, partitions=options.pop("partitions"))
 
 
 def run_segment_command(inputs: tuple[str, ...], out: Path, options: dict[str, Any]) -> Any:
@@ -203,13 +212,21 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
 @click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
               help="The documents' tokenizer model, if it is no longer where segment found it (checked by sha256); "
                    "used to cut long documents at sentence ends.")
-@click.option("--quiet", is_flag=True, help="No progress bar or per-shard lines; only the summary.")
+@run_options
 @user_errors
-def pack(docs_dir: Path, out: Path, tokenizer: Path | None, quiet: bool, **options: Any) -> None:
-    """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow."""
+def pack(docs_dir: Path, out: Path, tokenizer: Path | None, **options: Any) -> None:
+    """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow.
+
+    A rerun skips the partitions done and redoes those whose document shards changed."""
+    print_pack_summary(run_pack_command(docs_dir, out, pack_config(options, tokenizer), options), out)
+
+
+def run_pack_command(docs_dir: Path, out: Path, config: Any, options: dict[str, Any]) -> Any:
     from wwm_prep.pipeline.pack import run_pack
 
-    print_pack_summary(run_pack(docs_dir, out, pack_config(options, tokenizer), quiet=quiet), out)
+    executor, part = executor_and_slice(options)
+    return run_pack(docs_dir, out, config, executor=executor, part=part, claim_timeout=options.pop("claim_timeout"),
+                    quiet=options["quiet"])
 
 
 @click.command()
@@ -223,16 +240,13 @@ def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
 
     INPUTS are as for `segment`. Segment units already done are skipped; nothing is packed if a file failed.
     """
-    from wwm_prep.pipeline.pack import run_pack
-
     config = pack_config(options)  # a mistake should fail before the long step, not after
-    manifest = run_segment_command(inputs, out / "documents", options)
+    manifest = run_segment_command(inputs, out / "documents", {**options})
     if not manifest.complete:
         click.echo(f"not packing: {len(manifest.failed)} input file(s) failed, {len(manifest.missing)} not "
                    "done; fix them and rerun (completed files are skipped)", err=True)
         sys.exit(1)
-    packed = run_pack(out / "documents", out / "sequences", config, quiet=options["quiet"])
-    print_pack_summary(packed, out / "sequences")
+    print_pack_summary(run_pack_command(out / "documents", out / "sequences", config, options), out / "sequences")
 
 
 @click.command()

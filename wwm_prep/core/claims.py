@@ -13,13 +13,13 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wwm_prep.core.files import HOST, pid_alive, read_json, write_json_atomic
+from wwm_prep.core.files import HOST, is_stale_temp, pid_alive, read_json, write_json_atomic
 
 DEFAULT_TIMEOUT = 600.0  # seconds without a heartbeat after which another host's claim is taken over
 CLAIMS_DIR = "claims"
@@ -94,6 +94,14 @@ class Claim:
         with _locked(self.path.parent):
             if _holder(self.path) == self.holder:  # not one taken over from us while we were presumed dead
                 self.path.unlink(missing_ok=True)
+
+    def clear_leftovers(self, temps: Iterable[Path]) -> None:
+        """Remove the unit's temporary files left by killed runs, or by the silent holder this claim replaced;
+        a live run's stay (the unit is ours now, but its writer may be another host's that is only slow)."""
+        gone = self.taken_over
+        for temp in temps:
+            if is_stale_temp(temp) or (gone is not None and temp.name.endswith(f".tmp-{gone.host}-{gone.pid}")):
+                temp.unlink(missing_ok=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):

@@ -208,6 +208,7 @@ class SequenceConfig:
     shard_rows: int
     tokenizer: TokenizerRecord
     sentence_ends: dict[str, Any]
+    partitions: int = 1  # packed independently, each from its own document shards (absent before they were)
     stage: str = "pack"
 
     @classmethod
@@ -227,7 +228,7 @@ class SequenceManifest(Manifest):
     documents: dict[str, Any]  # dir, manifest_sha256, and the document manifest's config, totals and failed
     totals: dict[str, Any]
     subsets: dict[str, dict[str, Any]]
-    shards: list[dict[str, Any]]  # file, rows, pad_tokens, sha256
+    shards: list[dict[str, Any]]  # file, rows, pad_tokens, sha256, partition
     wwm_prep_version: str = __version__
 
     @classmethod

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from wwm_prep.core.claims import DEFAULT_TIMEOUT, Claim, Holder, claim, live_claims
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import is_stale_temp, read_json, sha256_file, temp_path, write_json_atomic
+from wwm_prep.core.files import read_json, sha256_file, temp_path, write_json_atomic
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema
 from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
@@ -296,11 +296,8 @@ class SegmentStage:
 
     def _segment(self, unit: InputFile, taken: Claim) -> dict[str, Any]:
         assert self.segmenter is not None
-        gone = taken.taken_over
-        for temp in [*self.out_dir.glob(f".{unit.unit}.arrow.tmp-*"), *self.out_dir.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")]:
-            # left by a killed run, or by the silent one whose claim this took over; a live run's is kept
-            if is_stale_temp(temp) or (gone is not None and temp.name.endswith(f".tmp-{gone.host}-{gone.pid}")):
-                temp.unlink(missing_ok=True)
+        taken.clear_leftovers([*self.out_dir.glob(f".{unit.unit}.arrow.tmp-*"),
+                               *self.out_dir.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")])
         try:
             # before reading: a file that changes while it is read is redone
             stamp = _input_stamp(unit.path, self.config.verify_inputs)
@@ -309,6 +306,7 @@ class SegmentStage:
             return {"unit": unit.unit, "source": unit.source, "path": str(unit.path), "error": str(exc)}
         report["unit"], report["path"], report["input"] = unit.unit, str(unit.path), stamp
         write_json_atomic(self.out_dir / "units" / f"{unit.unit}.json", report)
+        gone = taken.taken_over
         return {**report, "note": f"taken over from {gone.describe()}, which stopped" if gone else None}
 
 
