@@ -22,9 +22,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_segment.py
 	$(BIN)/python benchmarks/bench_workers.py
 	$(BIN)/python benchmarks/bench_pack.py
+	$(BIN)/python benchmarks/bench_pack_workers.py
 	$(BIN)/python benchmarks/bench_collator.py
 	$(BIN)/python benchmarks/bench_segmentation_choices.py
 	$(BIN)/python benchmarks/bench_contract.py
+	$(BIN)/python benchmarks/bench_ray_memory.py
 
 clean:
 	rm -rf $(VENV) out

@@ -1,15 +1,17 @@
-"""Executors decide only where units run: the reports are the same in this process and in forked workers."""
+"""Executors decide only where units run: the reports are the same in this process, in forked workers and on Ray,
+and the stage is prepared once per machine, not once per worker."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.pipeline.executor import LocalExecutor, Slice
+from wwm_prep.pipeline.executor import LocalExecutor, RayExecutor, Slice, _per_node
 
 
 @dataclass
@@ -22,7 +24,10 @@ class Squares:
         self.prepared.append(os.getpid())
 
     def run(self, unit: int) -> dict[str, Any]:
-        return {"unit": unit, "square": unit * unit, "prepared_in": self.prepared[-1], "pid": os.getpid()}
+        if unit < 0:
+            raise ValueError(f"a bug on unit {unit}")
+        return {"unit": unit, "square": unit * unit, "prepared_in": self.prepared[-1], "pid": os.getpid(),
+                "parent": os.getppid()}
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -34,6 +39,7 @@ def test_every_unit_runs_once_and_prepare_runs_once_before_the_fork(workers: int
     assert stage.prepared == [os.getpid()] and {r["prepared_in"] for r in reports} == {os.getpid()}
     if workers == 2:
         assert os.getpid() not in {r["pid"] for r in reports}  # they ran in the forked workers
+        assert {r["parent"] for r in reports} == {os.getpid()}
 
 
 def test_slices_cover_every_unit_once() -> None:
@@ -45,3 +51,35 @@ def test_slices_cover_every_unit_once() -> None:
         Slice(3, 3)
     with pytest.raises(WwmPrepError):
         Slice(0, 0)
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_ray_prepares_once_per_node_and_runs_units_in_processes_forked_after(local_ray: None) -> None:
+    reports = list(RayExecutor(2).run(Squares(), list(range(10))))
+    assert sorted(r["unit"] for r in reports) == list(range(10))
+    assert all(r["square"] == r["unit"] ** 2 for r in reports)
+    [actor] = {r["prepared_in"] for r in reports}  # one node: one actor, prepared once
+    assert actor != os.getpid() and actor not in {r["pid"] for r in reports}
+    assert {r["parent"] for r in reports} == {actor}  # every unit ran in a worker forked from it
+    for pid in {r["pid"] for r in reports}:  # which the actor stopped at the end
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_ray_unit_that_raises_is_an_error_in_the_driver(local_ray: None) -> None:
+    with pytest.raises(ValueError, match="a bug on unit -1"):
+        list(RayExecutor(2).run(Squares(), [1, -1, 2]))
+
+
+def test_workers_fill_the_nodes_with_most_cpus_first() -> None:
+    assert _per_node({"a": 2, "b": 8, "c": 0}, 9) == {"b": 8, "a": 1}
+    assert _per_node({"a": 2, "b": 8}, 3) == {"b": 3}
+    assert _per_node({"a": 2}, 5) == {"a": 2}  # no more than the cluster's CPUs
+    assert _per_node({"a": 2}, 0) == {}

@@ -8,8 +8,11 @@ run takes (all, or one slice of an array job) is a `Slice`, decided before any e
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
+import multiprocessing.pool
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -45,15 +48,24 @@ class Slice:
         return list(units[self.shard_index :: self.num_shards])
 
 
-# The stage and units of a local run, inherited by forked workers: the dictionary loaded before the
-# fork is shared copy-on-write instead of being loaded again in every worker.
+# The prepared stage of this process's fork pool, inherited by the workers forked from it: the dictionary
+# loaded before the fork is shared copy-on-write instead of being loaded again in every worker.
 _STAGE: Stage | None = None
-_UNITS: Sequence[Any] = ()
 
 
-def _run_one(index: int) -> dict[str, Any]:
+def _fork_pool(stage: Stage, workers: int) -> multiprocessing.pool.Pool:
+    """`workers` processes forked now from this one, after its `stage.prepare()`, to run units with `_run_forked`.
+
+    They take SIGTERM's default action, so `terminate()` stops them at once even where this process (a Ray
+    actor) handles SIGTERM with Python code they must not run."""
+    global _STAGE
+    _STAGE = stage
+    return multiprocessing.get_context("fork").Pool(workers, signal.signal, (signal.SIGTERM, signal.SIG_DFL))
+
+
+def _run_forked(unit: Any) -> dict[str, Any]:
     assert _STAGE is not None
-    return _STAGE.run(_UNITS[index])
+    return _STAGE.run(unit)
 
 
 @dataclass(frozen=True)
@@ -65,57 +77,97 @@ class LocalExecutor:
 
     def run(self, stage: Stage, units: Sequence[Any]) -> Iterator[dict[str, Any]]:
         """Yield each unit's report as it finishes; `stage.prepare()` runs once, before any fork."""
-        global _STAGE, _UNITS
+        global _STAGE
         stage.prepare()
         if self.workers <= 1 or len(units) <= 1:
             for unit in units:
                 yield stage.run(unit)
             return
-        _STAGE, _UNITS = stage, units
-        pool = multiprocessing.get_context("fork").Pool(min(self.workers, len(units)))
+        pool = _fork_pool(stage, min(self.workers, len(units)))
         try:
-            yield from pool.imap_unordered(_run_one, range(len(units)))
+            yield from pool.imap_unordered(_run_forked, units)
             pool.close()
         except BaseException:
             pool.terminate()
             raise
         finally:
             pool.join()
-            _STAGE, _UNITS = None, ()
+            _STAGE = None
+
+
+def _per_node(cpus: dict[str, int], workers: int) -> dict[str, int]:
+    """How many of `workers` each node runs, given each node's CPUs: the nodes with the most CPUs are filled
+    first. Every node in use holds one copy of what `prepare` loads (up to ~1.5 GB for a dictionary), so the
+    fewest nodes means the fewest copies; spreading would load more of them for units that need only a CPU
+    each. Workers beyond the cluster's CPUs are not started: a node asked for more CPUs than it has never
+    places the actor."""
+    share = {}
+    for node, count in sorted(cpus.items(), key=lambda item: -item[1]):
+        if workers > 0 and count > 0:
+            share[node] = min(count, workers)
+            workers -= share[node]
+    return share
 
 
 @dataclass(frozen=True)
 class RayExecutor:
-    """Units on a pool of Ray actors (a local Ray, or the cluster at `address`), each preparing the stage once."""
+    """Units on Ray (a local Ray, or the cluster at `address`): one actor per node prepares the stage once and
+    runs the units dealt to it in worker processes forked from it, as `LocalExecutor` does on one machine."""
 
     workers: int = 1
     address: str | None = None
     shares_memory = False  # actors report per unit; the parent counts their progress
 
     def run(self, stage: Stage, units: Sequence[Any]) -> Iterator[dict[str, Any]]:
+        """Yield each unit's report as it finishes; each actor has as many units in flight as it has workers,
+        and is given the next unit as one finishes, so a node that goes faster does more of them."""
         try:
             import ray
-            from ray.util import ActorPool
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         except ImportError as exc:
             raise WwmPrepError("--executor ray needs Ray: pip install 'wwm-prep[ray]'") from exc
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      **({} if self.address else {"num_cpus": self.workers}))
 
-        @ray.remote(num_cpus=1)
-        class Worker:
-            def __init__(self, stage: Stage):
-                self.stage = stage
-                self.stage.prepare()
+        @ray.remote
+        class NodeWorkers:
+            def __init__(self, stage: Stage, workers: int):
+                stage.prepare()
+                self.pool = _fork_pool(stage, workers)
 
             def run(self, unit: Any) -> dict[str, Any]:
-                return self.stage.run(unit)
+                return self.pool.apply(_run_forked, (unit,))
 
-        actors = [Worker.remote(stage) for _ in range(max(1, min(self.workers, len(units))))]
+            def shutdown(self) -> None:
+                self.pool.terminate()  # forked workers would outlive a killed actor
+
+        cpus = {n["NodeID"]: int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]}
+        share = _per_node(cpus, min(self.workers, len(units)))
+        if units and not share:
+            raise WwmPrepError("the Ray cluster has no alive node with a CPU to run on")
+        # one thread more than its workers: `shutdown` must not wait for a free one behind the units in flight
+        actors = [(NodeWorkers.options(num_cpus=count, max_concurrency=count + 1,
+                                       scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+                   .remote(stage, count), count) for node, count in share.items()]
+        todo = iter(units)
+        running: dict[Any, Any] = {}  # a unit's report to come -> the actor running it
+
+        def deal(actor: Any) -> None:
+            for unit in itertools.islice(todo, 1):
+                running[actor.run.remote(unit)] = actor
+
         try:
-            yield from ActorPool(actors).map_unordered(lambda actor, unit: actor.run.remote(unit), units)
+            for actor, count in actors:
+                for _ in range(count):
+                    deal(actor)
+            while running:
+                [done], _ = ray.wait(list(running))
+                deal(running.pop(done))
+                yield ray.get(done)
         finally:
-            for actor in actors:
+            ray.wait([actor.shutdown.remote() for actor, _ in actors], num_returns=len(actors), timeout=30)
+            for actor, _ in actors:
                 ray.kill(actor)
 
 
