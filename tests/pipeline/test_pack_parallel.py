@@ -160,7 +160,7 @@ def test_overlapping_packs_share_the_work_and_a_killed_one_is_taken_over(ja_docs
 
 def test_the_plan_depends_on_the_inputs_and_seed_alone_and_balances_tokens() -> None:
     rng = np.random.default_rng(0)
-    sources = [Source(f"u{i}", "s", f"s/{i}", Path(f"u{i}.arrow"), "0" * 64, int(rng.integers(1, 10_000)), 0, 1.0)
+    sources = [Source(f"u{i}", "s", f"s/{i}", Path(f"u{i}.arrow"), "0" * 64, None, int(rng.integers(1, 10_000)), 0, 1.0)
                for i in range(50)]
     plan = deal(sources, 7, seed=1)
     assert deal(list(reversed(sources)), 7, seed=1) == plan

@@ -27,6 +27,7 @@ import numpy as np
 
 from wwm_prep.check import checkpoint, network
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.storage import location
 from wwm_prep.core.files import sha256_file
 from wwm_prep.core.manifest import SequenceManifest, TokenizerRecord
 from wwm_prep.core.rows import RowLayout, subset_of
@@ -123,7 +124,7 @@ class PackedData:
 
 def open_packed(data_dir: Path) -> PackedData:
     """The manifest of a `pack` output directory, with the tokenizer facts it inherited from `segment`."""
-    data_dir = Path(data_dir)
+    data_dir = location(data_dir)
     manifest = SequenceManifest.read(data_dir)
     tokenizer = manifest.tokenizer
     missing = [role for role in ("mask", "pad") if role not in tokenizer.special_ids]

@@ -12,7 +12,20 @@ import click
 
 from wwm_prep.core.errors import WwmPrepError
 
-TOKENIZER_HELP = "SentencePiece .model (e.g. llm-jp-tokenizer-100k.ver3.0b1.model). Default: the bundled sample model."
+class Location(click.ParamType):
+    """A local path, or any fsspec URL (s3://, gs://, hf://, …): a `Path` for the one, a `UPath` for the other."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from wwm_prep.core.storage import location
+
+        return location(value)
+
+
+LOCATION = Location()
+TOKENIZER_HELP = ("SentencePiece .model (e.g. llm-jp-tokenizer-100k.ver3.0b1.model), a path or URL. Default: the bundled "
+                  "sample model.")
 
 
 class UserError(click.ClickException):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from wwm_prep.commands.base import user_errors
+from wwm_prep.commands.base import LOCATION, user_errors
 
 
 @click.command("init-model")
@@ -45,8 +45,8 @@ def init_model(config_name: str, out: Path, vocab_size: int | None, tokenizer: P
 @click.command()
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Checkpoint directory (Hugging Face layout, Llama tensor names).")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Sequence shards written by `wwm-prep pack`.")
+@click.option("--data", "data_dir", type=LOCATION, required=True,
+              help="Sequence shards written by `wwm-prep pack` (a path or URL).")
 @click.option("--batches", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
               help="Rows per batch; the first batches × batch-size rows of the data are used.")

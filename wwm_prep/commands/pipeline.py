@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from wwm_prep.commands.base import CACHE_OPTION, TOKENIZER_HELP, echo_rows, user_errors
+from wwm_prep.commands.base import CACHE_OPTION, LOCATION, TOKENIZER_HELP, echo_rows, user_errors
 
 DICT_HELP = (
     "Dictionary: a registered name (see `wwm-prep dict list`), a MeCab text or binary dictionary directory, "
@@ -93,7 +93,7 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--subsets", help="Comma-separated subsets to take from corpus roots, e.g. ja_wiki,kaken."),
         click.option("--dict", "dictionary", help=DICT_HELP),
-        click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path), help=TOKENIZER_HELP),
+        click.option("--tokenizer", type=LOCATION, help=TOKENIZER_HELP),
         CACHE_OPTION,
         click.option("--overwrite", is_flag=True,
                      help="Redo all units, even if the output was made with another configuration."),
@@ -181,7 +181,7 @@ def inputs_and_out(out_help: str) -> Callable[[Callable[..., Any]], Callable[...
     """The INPUTS argument and the --out option of `segment` and `prepare`."""
 
     def add(command: Callable[..., Any]) -> Callable[..., Any]:
-        command = click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+        command = click.option("--out", "out", type=LOCATION, required=True,
                                help=out_help)(command)
         return click.argument("inputs", nargs=-1, required=True)(command)
 
@@ -205,11 +205,11 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
 
 
 @click.command()
-@click.argument("docs_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.argument("docs_dir", type=LOCATION)
+@click.option("--out", type=LOCATION, required=True,
               help="Output directory for sequence shards.")
 @pack_options
-@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--tokenizer", type=LOCATION,
               help="The documents' tokenizer model, if it is no longer where segment found it (checked by sha256); "
                    "used to cut long documents at sentence ends.")
 @run_options

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from wwm_prep.commands.base import user_errors
+from wwm_prep.commands.base import LOCATION, user_errors
 
 
 @click.command()
-@click.argument("shards_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("shards_dir", metavar="DIR", type=LOCATION)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for machines) instead of the tables.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw histograms to this PNG (needs matplotlib: pip install 'wwm-prep[plot]').")
@@ -41,7 +41,7 @@ def stats(shards_dir: Path, as_json: bool, plot: Path | None, tokenizer: Path | 
 
 
 @click.command("inspect")
-@click.argument("shards_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("shards_dir", metavar="DIR", type=LOCATION)
 @click.option("--row", type=click.IntRange(min=0), default=0, show_default=True,
               help="Row to show, counted across the shards in file-name order.")
 @click.option("--mask", is_flag=True, help="Also show what the collator would mask in this row.")

@@ -65,6 +65,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def read_json(path: Path) -> Any:
     """The JSON in `path`, or None where it is missing, unreadable or not JSON (callers say what that means)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads((Path(path) if isinstance(path, str) else path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None

@@ -16,8 +16,9 @@ from typing import Any, ClassVar, TypeVar
 
 from wwm_prep import __version__
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import read_json, sha256_file, write_json_atomic
+from wwm_prep.core.files import read_json, write_json_atomic
 from wwm_prep.core.resources import resource
+from wwm_prep.core.storage import location, sha256_of
 
 MANIFEST = "manifest.json"
 _JSON_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float),
@@ -133,7 +134,7 @@ class Manifest(ABC):
     @classmethod
     def read(cls: type[M], directory: Path) -> M:
         """The manifest of `directory`, or a WwmPrepError that says what is wrong and which command makes one."""
-        path = Path(directory) / MANIFEST
+        path = location(directory) / MANIFEST
         made_by = f"give a directory written by `wwm-prep {cls.stage()}`"
         if not path.is_file():
             raise WwmPrepError(f"{directory}: no {MANIFEST} here; {made_by}")
@@ -160,7 +161,7 @@ class Manifest(ABC):
 
 
 def manifest_sha256(directory: Path) -> str:
-    return sha256_file(Path(directory) / MANIFEST)
+    return sha256_of(location(directory) / MANIFEST)
 
 
 @dataclass(frozen=True)

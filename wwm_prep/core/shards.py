@@ -22,6 +22,7 @@ from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import read_json, sha256_file, temp_path
 from wwm_prep.core.manifest import KINDS, MANIFEST, DocumentManifest, SequenceManifest, TokenizerRecord
 from wwm_prep.core.resources import resource
+from wwm_prep.core.storage import location, open_read, remote_errors
 
 _SCALARS: dict[str, pa.DataType] = {
     "int8": pa.int8(),
@@ -113,8 +114,9 @@ class ShardWriter:
 
 
 def read_batches(path: Path, schema: Schema) -> Iterator[pa.RecordBatch]:
-    """Record batches of a shard, refusing one written under another schema or version."""
-    with pa.OSFile(str(path), "rb") as source:
+    """Record batches of a shard, refusing one written under another schema or version; one at a URL is
+    streamed."""
+    with (pa.OSFile(str(path), "rb") if isinstance(path, Path) else pa.PythonFile(open_read(path), "r")) as source:
         reader = pa.ipc.open_stream(source)
         meta = reader.schema.metadata or {}
         name = meta.get(SCHEMA_KEY, b"?").decode()
@@ -161,7 +163,7 @@ class ShardSet:
 
 def _shard_schema_name(path: Path) -> str:
     try:
-        with pa.OSFile(str(path), "rb") as source:
+        with (pa.OSFile(str(path), "rb") if isinstance(path, Path) else pa.PythonFile(open_read(path), "r")) as source:
             meta = pa.ipc.open_stream(source).schema.metadata or {}
     except (OSError, pa.ArrowInvalid) as exc:
         raise WwmPrepError(f"{path}: not an Arrow shard ({exc})") from exc
@@ -191,9 +193,12 @@ def _manifest(directory: Path, kind: str) -> DocumentManifest | SequenceManifest
 
 
 def open_shards(directory: Path) -> ShardSet:
-    """The shards of `directory` (`*.arrow`, in file-name order), told apart by the schema in their metadata."""
-    directory = Path(directory)
-    if not directory.is_dir():
+    """The shards of `directory` (`*.arrow`, in file-name order; a path or URL), told apart by the schema in
+    their metadata."""
+    directory = location(directory)
+    with remote_errors(directory):
+        is_dir = directory.is_dir()
+    if not is_dir:
         raise WwmPrepError(f"{directory}: not a directory (give one written by `wwm-prep segment` or `pack`)")
     paths = sorted(p for p in directory.glob("*.arrow") if not p.name.startswith("."))
     if not paths:

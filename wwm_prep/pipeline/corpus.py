@@ -22,13 +22,14 @@ import zstandard
 
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.shards import load_schema
+from wwm_prep.core.storage import AnyPath, is_url, location, open_read, remote_errors
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 
 
 @dataclass(frozen=True)
 class InputFile:
-    path: Path
+    path: AnyPath  # a Path, or a UPath for a URL
     source: str  # path relative to the corpus root it was found under
     subset: str
 
@@ -65,11 +66,11 @@ class Reject:
         return {name: values[name] for name in load_schema("reject").columns}
 
 
-def _is_corpus_file(path: Path) -> bool:
+def _is_corpus_file(path: AnyPath) -> bool:
     return path.is_file() and path.name.endswith(SUFFIXES)
 
 
-def _input_file(path: Path, root: Path | None) -> InputFile:
+def _input_file(path: AnyPath, root: AnyPath | None) -> InputFile:
     """Name a file by its place in the llm-jp-corpus-v3 layout (`ja/<subset>/…`) where it has one, so
     that a file gets the same source, subset and shard name however the user pointed at it."""
     parts = path.parts
@@ -82,7 +83,7 @@ def _input_file(path: Path, root: Path | None) -> InputFile:
     return InputFile(path, path.name, path.parent.name)
 
 
-def _under(root: Path, subsets: set[str] | None) -> list[InputFile]:
+def _under(root: AnyPath, subsets: set[str] | None) -> list[InputFile]:
     if (root / "ja").is_dir():
         root = root / "ja"
     files = (_input_file(p, root) for p in sorted(root.rglob("*")) if _is_corpus_file(p))
@@ -98,9 +99,10 @@ def discover(inputs: Iterable[str], subsets: Iterable[str] | None = None) -> lis
     wanted = set(subsets) if subsets is not None else None
     found: list[InputFile] = []
     for item in inputs:
-        matches = [Path(p) for p in sorted(glob.glob(item))] if glob.has_magic(item) else [Path(item)]
-        if not matches or not all(p.exists() for p in matches):
-            raise WwmPrepError(f"input not found: {item}")
+        with remote_errors(item):
+            matches = _matches(item)
+            if not matches or not all(p.exists() for p in matches):
+                raise WwmPrepError(f"input not found: {item}")
         for path in matches:
             if path.is_dir():
                 found.extend(_under(path, wanted))
@@ -117,6 +119,16 @@ def discover(inputs: Iterable[str], subsets: Iterable[str] | None = None) -> lis
     if not unique:
         raise WwmPrepError("no input files found (looked for " + ", ".join(SUFFIXES) + ")")
     return list(unique.values())
+
+
+def _matches(item: str) -> list[AnyPath]:
+    """What a named input stands for: itself, or what its glob matches (on the local disk or at a URL)."""
+    if not glob.has_magic(item):
+        return [location(item)]
+    if not is_url(item):
+        return [Path(p) for p in sorted(glob.glob(item))]
+    root = location(item)
+    return [type(root)(f"{root.protocol}://{p}", **root.storage_options) for p in sorted(root.fs.glob(root.path))]
 
 
 class _ZstdFrames(io.RawIOBase):
@@ -165,8 +177,8 @@ def _decompressed(path: Path, raw: BinaryIO) -> BinaryIO:
     return raw
 
 
-def open_binary(path: Path) -> BinaryIO:
-    return _decompressed(path, open(path, "rb"))
+def open_binary(path: AnyPath) -> BinaryIO:
+    return _decompressed(path, open_read(path))
 
 
 def parse_record(line_no: int, raw: bytes) -> Document | Reject:
@@ -210,7 +222,7 @@ class RecordReader:
 
     def __iter__(self) -> Iterator[Document | Reject]:
         try:
-            with open(self.path, "rb") as raw, _decompressed(self.path, raw) as stream:
+            with open_read(self.path) as raw, _decompressed(self.path, raw) as stream:
                 self._raw = raw
                 for line_no, line in enumerate(stream, start=1):
                     line = line.rstrip(b"\r\n")

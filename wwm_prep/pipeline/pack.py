@@ -32,15 +32,17 @@ import pyarrow as pa
 
 from wwm_prep.core.claims import DEFAULT_TIMEOUT, Holder, claim
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import read_json, sha256_file, write_json_atomic
+from wwm_prep.core.files import write_json_atomic
 from wwm_prep.core.manifest import (DocumentManifest, SequenceConfig, SequenceManifest, TokenizerRecord,
                                     manifest_sha256, schema_ref)
 from wwm_prep.core.rows import PieceSource
 from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
+from wwm_prep.core.storage import AnyPath, Output, identity, is_remote, local_copy, location, sha256_of
 from wwm_prep.pipeline.packing import (SENTENCE_REACH, STRATEGIES, Piece, SentenceEnds, Specials, best_fit, columns,
                                        cut_bounds, greedy, load_sentence_ends)
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, ProgressDisplay
+from wwm_prep.text.registry import cache_dir
 from wwm_prep.text.tokenizer import locate_tokenizer
 
 MIN_SEQ_LEN = 64
@@ -90,8 +92,9 @@ class Source:
     unit: str
     subset: str
     source: str
-    path: Path
+    path: AnyPath
     sha256: str  # of the shard, as segment recorded it
+    size: int | None  # its bytes, where segment recorded them
     tokens: int
     copy: int
     fraction: float  # share of its documents taken
@@ -135,7 +138,7 @@ def parse_subset_weights(text: str | None) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------- input
 
 
-def _documents(docs_dir: Path) -> DocumentManifest:
+def _documents(docs_dir: AnyPath) -> DocumentManifest:
     manifest = DocumentManifest.read(docs_dir)
     if not manifest.complete:
         missing = manifest.missing
@@ -160,12 +163,13 @@ def _specials(tokenizer: TokenizerRecord) -> Specials:
 
 def _sentence_ends(tokenizer: TokenizerRecord, override: Path | None) -> SentenceEnds | None:
     """The tables for the tokenizer the documents were made with; None where its model is not at hand."""
+    override = local_copy(location(override), cache_dir()) if override is not None else None
     path, _ = locate_tokenizer(tokenizer.path, tokenizer.sha256, override,
                                made_with="the documents were segmented with", required=False)
     return load_sentence_ends(path) if path is not None else None
 
 
-def _sources(docs_dir: Path, units: Mapping[str, Any], weights: Mapping[str, float]) -> list[Source]:
+def _sources(docs_dir: AnyPath, units: Mapping[str, Any], weights: Mapping[str, float]) -> list[Source]:
     """Every pass over a document shard that the subset weights ask for (checksums are verified by the
     partition that reads them, so that a cluster's workers share that I/O)."""
     subsets = sorted({u["subset"] for u in units.values()})
@@ -184,11 +188,19 @@ def _sources(docs_dir: Path, units: Mapping[str, Any], weights: Mapping[str, flo
         shard = docs_dir / unit["shard"]
         if not shard.is_file():
             raise WwmPrepError(f"{shard} is missing; rerun `wwm-prep segment`")
-        sources += [Source(name, unit["subset"], unit["source"], shard, unit["sha256"], int(unit["tokens"]), copy,
-                           fraction) for copy, fraction in enumerate(fractions)]
+        sources += [Source(name, unit["subset"], unit["source"], shard, unit["sha256"], unit.get("bytes"),
+                           int(unit["tokens"]), copy, fraction) for copy, fraction in enumerate(fractions)]
     if not sources:
         raise WwmPrepError(f"{docs_dir}: no documents to pack (no shards, or every subset weighted 0)")
     return sources
+
+
+def _intact(source: Source) -> bool:
+    """Whether a document shard is still the one segment recorded: by sha256, or for an object with its size
+    recorded, by size (reading it back over the network only to hash it would double pack's input)."""
+    if is_remote(source.path) and source.size is not None:
+        return identity(source.path)["size"] == source.size
+    return sha256_of(source.path) == source.sha256
 
 
 def default_partitions(sources: Sequence[Source]) -> int:
@@ -302,24 +314,27 @@ def _write_shard(path: Path, rows: list[list[Piece]], seed: int, partition: int,
             writer.write(columns([rows[i] for i in order[at : at + WRITE_ROWS]], seq_len, specials))
         digest = writer.close()
     pad = len(rows) * seq_len - sum(p.size for row in rows for p in row)
-    return {"file": path.name, "rows": len(rows), "pad_tokens": pad, "sha256": digest, "partition": partition}
+    return {"file": path.name, "rows": len(rows), "pad_tokens": pad, "sha256": digest, "bytes": path.stat().st_size,
+            "partition": partition}
 
 
-def _check_out(out_dir: Path, docs_dir: Path) -> None:
-    """Refuse an output directory holding anything but pack's own output."""
-    if out_dir.exists() and out_dir.resolve() == docs_dir.resolve():
+def _output(out_dir: AnyPath | str, docs_dir: AnyPath) -> Output:
+    """The output directory, refused where it holds anything but pack's own output."""
+    if str(out_dir).rstrip("/") == str(docs_dir).rstrip("/") or (
+            not is_remote(docs_dir) and Path(out_dir).exists() and Path(out_dir).resolve() == docs_dir.resolve()):
         raise WwmPrepError("--out must not be the document directory")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "units").mkdir(exist_ok=True)
+        out = Output(out_dir, staging=cache_dir() / "staging")
+        (out.local / "units").mkdir(exist_ok=True)
     except OSError as exc:
         raise WwmPrepError(f"cannot create {out_dir}: {exc}") from exc
-    foreign = sorted(p.name for p in out_dir.iterdir() if not _OWN_FILES.match(p.name))
-    manifest = out_dir / "manifest.json"
-    if manifest.is_file() and (read_json(manifest) or {}).get("kind") != "sequences":
-        foreign.insert(0, manifest.name)
+    foreign = [name for name in out.names() if not _OWN_FILES.match(name)]
+    manifest = out.read_json("manifest.json")
+    if manifest is not None and manifest.get("kind") != "sequences":
+        foreign.insert(0, "manifest.json")
     if foreign:
-        raise WwmPrepError(f"{out_dir} holds files pack did not write ({', '.join(foreign[:3])}); choose another --out")
+        raise WwmPrepError(f"{out} holds files pack did not write ({', '.join(foreign[:3])}); choose another --out")
+    return out
 
 
 def _options(config: PackConfig, partitions: int, specials: Specials, ends: SentenceEnds | None) -> dict[str, Any]:
@@ -330,18 +345,17 @@ def _options(config: PackConfig, partitions: int, specials: Specials, ends: Sent
             "schema": load_schema("sequence").version}
 
 
-def _done(out_dir: Path, partition: Partition, options: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+def _done(out: Output, partition: Partition, options: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """The partition's report where it is done with these options and inputs and its shards are intact; else
     why an earlier report no longer holds (None where there is none)."""
-    report = read_json(out_dir / "units" / f"{partition.name}.json")
+    report = out.read_json(f"units/{partition.name}.json")
     if not isinstance(report, dict):
         return None, None
     if report.get("options") != options:
         return None, "it was packed with other options"
     if report.get("inputs") != [s.key() for s in partition.sources]:
         return None, "its document shards changed since it was packed"
-    if not all((out_dir / s["file"]).is_file() and sha256_file(out_dir / s["file"]) == s["sha256"]
-               for s in report["shards"]):
+    if not all(out.holds(s["file"], s["sha256"], s.get("bytes")) for s in report["shards"]):
         return None, "a shard of it is missing or changed"
     return report, None
 
@@ -350,7 +364,7 @@ def _done(out_dir: Path, partition: Partition, options: dict[str, Any]) -> tuple
 class PackStage:
     """One unit = one partition; nothing to prepare (the sentence-end tables come along, they are small)."""
 
-    out_dir: Path
+    out: Output
     config: PackConfig
     options: dict[str, Any]
     specials: Specials
@@ -366,21 +380,26 @@ class PackStage:
 
     def run(self, partition: Partition) -> dict[str, Any]:
         """The partition's report once this process has claimed and packed it; or who else has or holds it."""
-        taken = claim(self.out_dir, partition.name, self.claim_timeout)
+        taken = claim(self.out.local, partition.name, self.claim_timeout)
         if isinstance(taken, Holder):
             return {"partition": partition.index, "held_by": taken.describe()}
         with taken:
-            done, _ = _done(self.out_dir, partition, self.options)
+            done, _ = _done(self.out, partition, self.options)
             if done is not None:
                 return {**done, "note": "done meanwhile by another run"}
-            for source in dict.fromkeys(s.path for s in partition.sources):
-                recorded = next(s.sha256 for s in partition.sources if s.path == source)
-                if sha256_file(source) != recorded:
-                    return {"partition": partition.index, "error": f"{source} has changed since `wwm-prep segment` "
-                            "wrote it (sha256 differs); rerun segment"}
-            taken.clear_leftovers(self.out_dir.glob(f".sequences-{partition.index:05d}-*.tmp-*"))
+            for source in {s.unit: s for s in partition.sources}.values():
+                if not _intact(source):
+                    return {"partition": partition.index, "error": f"{source.path} has changed since `wwm-prep "
+                            "segment` wrote it (sha256 or size differs); rerun segment"}
+            local = self.out.local
+            local.mkdir(parents=True, exist_ok=True)  # a Ray node's own staging, for a URL
+            taken.clear_leftovers(local.glob(f".sequences-{partition.index:05d}-*.tmp-*"))
             report = self._pack(partition)
-            write_json_atomic(self.out_dir / "units" / f"{partition.name}.json", report)
+            for shard in report["shards"]:  # the shards before the report that vouches for them
+                self.out.publish(shard["file"])
+            (local / "units").mkdir(exist_ok=True)
+            write_json_atomic(local / "units" / f"{partition.name}.json", report)
+            self.out.publish(f"units/{partition.name}.json")
             gone = taken.taken_over
             return {**report, "note": f"taken over from {gone.describe()}, which stopped" if gone else None}
 
@@ -401,7 +420,7 @@ class PackStage:
             if row is not None:
                 block.append(row)
             if block and (row is None or len(block) == config.shard_rows):
-                path = self.out_dir / SHARD_NAME.format(partition.index, len(shards))
+                path = self.out.local / SHARD_NAME.format(partition.index, len(shards))
                 shards.append(_write_shard(path, block, config.seed, partition.index, len(shards), config.seq_len,
                                            self.specials))
                 block = []
@@ -410,7 +429,7 @@ class PackStage:
                 "subsets": subsets, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def _manifest(docs_dir: Path, documents: DocumentManifest, config: PackConfig, specials: Specials,
+def _manifest(docs_dir: AnyPath, documents: DocumentManifest, config: PackConfig, specials: Specials,
               ends: SentenceEnds | None, reports: list[dict[str, Any]]) -> SequenceManifest:
     schema = load_schema("sequence")
     counts = {name: sum(r["counts"][name] for r in reports) for name in COUNTS}
@@ -448,12 +467,14 @@ def _manifest(docs_dir: Path, documents: DocumentManifest, config: PackConfig, s
     )
 
 
-def run_pack(docs_dir: Path, out_dir: Path, config: PackConfig, *, executor: Executor = LocalExecutor(),
+def run_pack(docs_dir: AnyPath | str, out_dir: AnyPath | str, config: PackConfig, *,
+             executor: Executor = LocalExecutor(),
              part: Slice = Slice(), claim_timeout: float = DEFAULT_TIMEOUT, quiet: bool = False
              ) -> SequenceManifest | None:
     """Pack the document shards of `docs_dir` (the `part` of the partitions an array job takes) into sequence
     shards in `out_dir`, skipping partitions already done; returns the manifest, or None while partitions
     are left to other slices or runs (the one that completes the last writes it)."""
+    docs_dir = location(docs_dir)
     documents = _documents(docs_dir)
     tokenizer = documents.config.tokenizer
     specials = _specials(tokenizer)
@@ -463,17 +484,17 @@ def run_pack(docs_dir: Path, out_dir: Path, config: PackConfig, *, executor: Exe
     if ends is None:
         print(f"tokenizer {tokenizer.path} not found: cutting long documents at group edges only "
               "(give it with --tokenizer to prefer sentence ends)", file=sys.stderr)
-    _check_out(out_dir, docs_dir)
+    out = _output(out_dir, docs_dir)
     options = _options(config, len(partitions), specials, ends)
-    stage = PackStage(out_dir, config, options, specials, ends, claim_timeout, Counters())
-    found = {p.index: _done(out_dir, p, options) for p in partitions}
+    stage = PackStage(out, config, options, specials, ends, claim_timeout, Counters())
+    found = {p.index: _done(out, p, options) for p in partitions}
     if any(report is None for report, _ in found.values()):
-        (out_dir / "manifest.json").unlink(missing_ok=True)  # an earlier pack's, no longer what the shards hold
+        out.remove("manifest.json")  # an earlier pack's, no longer what the shards hold
     reports = {i: report for i, (report, _) in found.items() if report is not None}
     failed = _run_partitions(stage, executor, part.of(partitions), found, reports, quiet)
     if failed:
         raise WwmPrepError("; ".join(f"partition {f['partition']}: {f['error']}" for f in failed))
-    return _finish(docs_dir, out_dir, documents, config, stage, partitions, reports)
+    return _finish(docs_dir, documents, config, stage, partitions, reports)
 
 
 def _run_partitions(stage: PackStage, executor: Executor, mine: list[Partition],
@@ -509,14 +530,15 @@ def _run_partitions(stage: PackStage, executor: Executor, mine: list[Partition],
     return failed
 
 
-def _finish(docs_dir: Path, out_dir: Path, documents: DocumentManifest, config: PackConfig, stage: PackStage,
+def _finish(docs_dir: AnyPath, documents: DocumentManifest, config: PackConfig, stage: PackStage,
             partitions: list[Partition], reports: dict[int, dict[str, Any]]) -> SequenceManifest | None:
     """Under a lock, gather the partitions others finished meanwhile; where all are done, write the manifest and
     remove what earlier packs left (their shards and reports) that it does not list."""
-    with open(out_dir / ".manifest.lock", "a") as lock:
+    out = stage.out
+    with open(out.local / ".manifest.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for p in partitions:
-            if p.index not in reports and (report := _done(out_dir, p, stage.options)[0]) is not None:
+            if p.index not in reports and (report := _done(out, p, stage.options)[0]) is not None:
                 reports[p.index] = report
         if len(reports) < len(partitions):
             return None
@@ -524,12 +546,13 @@ def _finish(docs_dir: Path, out_dir: Path, documents: DocumentManifest, config: 
         if not any(r["shards"] for r in ordered):
             raise WwmPrepError(f"{docs_dir}: no documents to pack (all empty, or all left out by the subset weights)")
         manifest = _manifest(docs_dir, documents, config, stage.specials, stage.ends, ordered)
-        manifest.write(out_dir)
+        manifest.write(out.local)
+        out.publish("manifest.json")
         written = {s["file"] for s in manifest.shards}
-        for stale in out_dir.glob("sequences-*.arrow"):
-            if stale.name not in written:
-                stale.unlink()
-        for stale in (out_dir / "units").glob("*.json"):
-            if stale.stem not in {p.name for p in partitions}:
-                stale.unlink()
+        for stale in out.names():
+            if stale.startswith("sequences-") and stale.endswith(".arrow") and stale not in written:
+                out.remove(stale)
+        for stale in out.names("units"):
+            if stale.removesuffix(".json") not in {p.name for p in partitions}:
+                out.remove(f"units/{stale}")
         return manifest

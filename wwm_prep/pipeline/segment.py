@@ -22,14 +22,16 @@ import pyarrow as pa
 
 from wwm_prep.core.claims import DEFAULT_TIMEOUT, Claim, Holder, claim, live_claims
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import read_json, sha256_file, temp_path, write_json_atomic
+from wwm_prep.core.files import temp_path, write_json_atomic
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema
+from wwm_prep.core.storage import Output, identity, local_copy, location, sha256_of
 from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
 from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, ProgressDisplay
 from wwm_prep.text.dictionary import DEFAULT_DICTIONARY, Dictionary, load_dictionary
+from wwm_prep.text.registry import cache_dir
 from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
 
 COUNTS = ("documents", "characters", "words", "tokens", "groups", "empty", "rejects", "exact_path", "not_reversible")
@@ -191,7 +193,7 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
         rejects_tmp.unlink(missing_ok=True)
         raise
     if progress is not None:
-        progress(unit.path.stat().st_size - reported, 0, 0)
+        progress(identity(unit.path)["size"] - reported, 0, 0)
     if counts["rejects"]:
         rejects_tmp.replace(rejects_path)
     else:
@@ -202,6 +204,7 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
         "subset": unit.subset,
         "shard": shard.name,
         "sha256": digest,
+        "bytes": shard.stat().st_size,
         "rejects_file": f"rejects/{rejects_path.name}" if counts["rejects"] else None,
         "seconds": round(time.perf_counter() - started, 3),
         **counts,
@@ -230,15 +233,13 @@ def _document_config(segmenter: Segmenter) -> DocumentConfig:
                           split_lines=segmenter.split_lines)
 
 
-def _input_stamp(path: Path, verify: bool = False) -> dict[str, Any]:
-    """What says an input file is the one a shard was made from: its size and modification time, and with
-    `verify` its sha256 (which also catches an edit that kept both)."""
+def _input_stamp(path: Any, verify: bool = False) -> dict[str, Any]:
+    """What says an input file is the one a shard was made from: its size and modification time (an object's
+    ETag), and with `verify` its sha256 (which also catches an edit that kept both)."""
     try:
-        stat = path.stat()
-        digest = {"sha256": sha256_file(path)} if verify else {}
+        return {**identity(path), **({"sha256": sha256_of(path)} if verify else {})}
     except OSError as exc:  # gone or unreadable since it was found: the unit fails, the run goes on
         raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **digest}
 
 
 def _same_input(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
@@ -246,15 +247,14 @@ def _same_input(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
     return all(recorded.get(key) == value for key, value in now.items() if key != "sha256" or "sha256" in recorded)
 
 
-def _completed(out_dir: Path, unit: InputFile, verify: bool = False) -> tuple[dict[str, Any] | None, bool]:
+def _completed(out: Output, unit: InputFile, verify: bool = False) -> tuple[dict[str, Any] | None, bool]:
     """The unit's report where its shard is done and still matches, and whether its input has changed since.
 
     Reports written before inputs were stamped are trusted as they are, so an upgrade does not redo a run."""
-    report = read_json(out_dir / "units" / f"{unit.unit}.json")
+    report = out.read_json(f"units/{unit.unit}.json")
     if not isinstance(report, dict):
         return None, False
-    shard = out_dir / report["shard"]
-    if report.get("source") != unit.source or not shard.is_file() or sha256_file(shard) != report["sha256"]:
+    if report.get("source") != unit.source or not out.holds(report["shard"], report["sha256"], report.get("bytes")):
         return None, False
     if "input" in report:
         try:
@@ -269,7 +269,7 @@ def _completed(out_dir: Path, unit: InputFile, verify: bool = False) -> tuple[di
 class SegmentStage:
     """One unit = one input file; prepared once per worker process (the dictionary is the cost)."""
 
-    out_dir: Path
+    out: Output
     config: SegmentConfig
     counters: Counters | None = None  # shared with forked workers, for the progress display
     segmenter: Segmenter | None = None
@@ -278,39 +278,44 @@ class SegmentStage:
         return {**self.__dict__, "segmenter": None, "counters": None}  # Ray workers load their own
 
     def prepare(self) -> None:
+        (self.out.local / "units").mkdir(parents=True, exist_ok=True)  # a Ray node's own staging, for a URL
         if self.segmenter is None:
             c = self.config
             dictionary = load_dictionary(c.dictionary, c.cache, vibrato_defaults=c.vibrato_defaults)
-            self.segmenter = Segmenter(dictionary, load_tokenizer(c.tokenizer), split_lines=c.split_lines)
+            tokenizer = local_copy(location(c.tokenizer), cache_dir(c.cache)) if c.tokenizer else None
+            self.segmenter = Segmenter(dictionary, load_tokenizer(tokenizer), split_lines=c.split_lines)
 
     def run(self, unit: InputFile) -> dict[str, Any]:
         """The unit's report, once this process has claimed and done it; or a note of who else has or holds it."""
-        taken = claim(self.out_dir, unit.unit, self.config.claim_timeout)
+        taken = claim(self.out.local, unit.unit, self.config.claim_timeout)
         if isinstance(taken, Holder):
             return {"unit": unit.unit, "source": unit.source, "held_by": taken.describe()}
         with taken:
-            done, _ = _completed(self.out_dir, unit, self.config.verify_inputs)
+            done, _ = _completed(self.out, unit, self.config.verify_inputs)
             if done is not None:  # finished by another run since this one looked
                 return {**done, "unit": unit.unit, "note": "done meanwhile by another run"}
             return self._segment(unit, taken)
 
     def _segment(self, unit: InputFile, taken: Claim) -> dict[str, Any]:
         assert self.segmenter is not None
-        taken.clear_leftovers([*self.out_dir.glob(f".{unit.unit}.arrow.tmp-*"),
-                               *self.out_dir.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")])
+        local = self.out.local
+        taken.clear_leftovers([*local.glob(f".{unit.unit}.arrow.tmp-*"), *local.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")])
         try:
             # before reading: a file that changes while it is read is redone
             stamp = _input_stamp(unit.path, self.config.verify_inputs)
-            report = segment_file(unit, self.out_dir, self.segmenter, self.counters.add if self.counters else None)
+            report = segment_file(unit, local, self.segmenter, self.counters.add if self.counters else None)
         except UnreadableFile as exc:
             return {"unit": unit.unit, "source": unit.source, "path": str(unit.path), "error": str(exc)}
         report["unit"], report["path"], report["input"] = unit.unit, str(unit.path), stamp
-        write_json_atomic(self.out_dir / "units" / f"{unit.unit}.json", report)
+        for name in filter(None, (report["shard"], report["rejects_file"])):  # what the report vouches for, first
+            self.out.publish(name)
+        write_json_atomic(local / "units" / f"{unit.unit}.json", report)
+        self.out.publish(f"units/{unit.unit}.json")
         gone = taken.taken_over
         return {**report, "note": f"taken over from {gone.describe()}, which stopped" if gone else None}
 
 
-def run_segment(inputs: Iterable[str], out_dir: Path, config: SegmentConfig = SegmentConfig(), *,
+def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfig = SegmentConfig(), *,
                 executor: Executor = LocalExecutor(), part: Slice = Slice(), quiet: bool = False) -> DocumentManifest:
     """Segment the input files (or the `part` of them an array job takes) into `out_dir`, skipping units
     already done, and write `manifest.json`; returns the manifest.
@@ -321,7 +326,11 @@ def run_segment(inputs: Iterable[str], out_dir: Path, config: SegmentConfig = Se
     inputs = list(inputs)
     files = discover(inputs, config.subsets)
     mine = part.of(files)
-    stage = SegmentStage(out_dir, config, Counters())
+    try:
+        out = Output(out_dir, staging=cache_dir(config.cache) / "staging")
+    except OSError as exc:
+        raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+    stage = SegmentStage(out, config, Counters())
     if not quiet:
         print(f"loading dictionary {config.dictionary or DEFAULT_DICTIONARY} (a MeCab binary one is converted and "
               "cached on first use)…", file=sys.stderr, flush=True)
@@ -329,13 +338,13 @@ def run_segment(inputs: Iterable[str], out_dir: Path, config: SegmentConfig = Se
     assert stage.segmenter is not None
     doc_config = _document_config(stage.segmenter)
     try:
-        _claim_output(out_dir, doc_config, config)
-        found = {u.unit: _completed(out_dir, u, config.verify_inputs) for u in files}
+        _claim_output(out, doc_config, config)
+        found = {u.unit: _completed(out, u, config.verify_inputs) for u in files}
         reports = {name: report for name, (report, _) in found.items() if report is not None}
         todo = [u for u in mine if u.unit not in reports]
         changed = [u for u in todo if found[u.unit][1]]
         failed = _run_units(stage, executor, todo, [u for u in mine if u.unit in reports], changed, reports, quiet)
-        return _write_manifest(out_dir, inputs, doc_config, files, reports, failed)
+        return _write_manifest(out, inputs, doc_config, files, reports, failed)
     except OSError as exc:  # the output side: read-only directory, full disk
         raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
 
@@ -344,7 +353,7 @@ def _run_units(stage: SegmentStage, executor: Executor, todo: list[InputFile], s
                changed: list[InputFile], reports: dict[str, dict[str, Any]], quiet: bool) -> list[dict[str, Any]]:
     """Run the units left to do, adding their reports to `reports`; returns the failed ones."""
     assert stage.counters is not None
-    total = sum(u.path.stat().st_size for u in todo if u.path.is_file())
+    total = sum(_input_stamp(u.path)["size"] for u in todo if u.path.is_file())
     failed = []
     with ProgressDisplay(stage.counters, total, "segment", quiet=quiet) as display:
         for unit in skipped:
@@ -365,50 +374,50 @@ def _run_units(stage: SegmentStage, executor: Executor, todo: list[InputFile], s
                 display.write(f"skip {report['source']}: {note}")
                 continue
             if not executor.shares_memory:  # its workers cannot reach this machine's shared counters
-                stage.counters.add(Path(report["path"]).stat().st_size, report["documents"], report["tokens"])
+                stage.counters.add(report["input"]["size"], report["documents"], report["tokens"])
             display.write(f"done {report['source']}: {report['documents']} documents, "
                           f"{report['tokens']} tokens, {report['rejects']} rejects" + (f" ({note})" if note else ""))
     return failed
 
 
-def _claim_output(out_dir: Path, config: DocumentConfig, options: SegmentConfig) -> None:
+def _claim_output(out: Output, config: DocumentConfig, options: SegmentConfig) -> None:
     """Refuse an output directory made with another configuration, so a rerun never mixes two, and one that
     another run is writing to, where this one would pull its work from under it."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "units").mkdir(exist_ok=True)
-    config_path = out_dir / "config.json"
-    others = live_claims(out_dir, options.claim_timeout)
+    (out.local / "units").mkdir(parents=True, exist_ok=True)
+    (out.local / "rejects").mkdir(exist_ok=True)
+    others = live_claims(out.local, options.claim_timeout)
     busy = f"; it is being written now by {others[0].describe()}" if others else ""
-    if config_path.is_file() and not options.overwrite:
-        previous = DocumentConfig.from_dict(read_json(config_path))
-        if not previous.same_output(config):
+    previous = out.read_json("config.json")
+    if previous is not None and not options.overwrite:
+        if not DocumentConfig.from_dict(previous).same_output(config):
             raise WwmPrepError(
-                f"{out_dir} holds output made with another configuration (dictionary or tokenizer){busy}; "
+                f"{out} holds output made with another configuration (dictionary or tokenizer){busy}; "
                 "choose another --out, or pass --overwrite to redo it"
             )
     elif options.overwrite:
         if others:
-            raise WwmPrepError(f"--overwrite would redo {out_dir} under another run{busy}: wait for it to finish, "
+            raise WwmPrepError(f"--overwrite would redo {out} under another run{busy}: wait for it to finish, "
                                "or stop it first")
-        for old in (out_dir / "units").glob("*.json"):
-            old.unlink()
-    write_json_atomic(config_path, config.to_dict())
+        for old in out.names("units"):
+            out.remove(f"units/{old}")
+    write_json_atomic(out.local / "config.json", config.to_dict())
+    out.publish("config.json")
 
 
-def _write_manifest(out_dir: Path, inputs: list[str], config: DocumentConfig, files: list[InputFile],
+def _write_manifest(out: Output, inputs: list[str], config: DocumentConfig, files: list[InputFile],
                     reports: dict[str, dict[str, Any]], failed: list[dict[str, Any]]) -> DocumentManifest:
     """The manifest of every unit done so far, by this run or by another sharing the output directory: under a
     lock, the units others finished meanwhile are gathered too, so the run that finishes last writes it whole."""
-    with open(out_dir / ".manifest.lock", "a") as lock:
+    with open(out.local / ".manifest.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for unit in files:
-            if unit.unit not in reports and (report := _completed(out_dir, unit)[0]) is not None:
+            if unit.unit not in reports and (report := _completed(out, unit)[0]) is not None:
                 reports[unit.unit] = report
         failed = [f for f in failed if f["unit"] not in reports]
-        return _manifest(out_dir, inputs, config, files, reports, failed)
+        return _manifest(out, inputs, config, files, reports, failed)
 
 
-def _manifest(out_dir: Path, inputs: list[str], config: DocumentConfig, files: list[InputFile],
+def _manifest(out: Output, inputs: list[str], config: DocumentConfig, files: list[InputFile],
               reports: dict[str, dict[str, Any]], failed: list[dict[str, Any]]) -> DocumentManifest:
     units = {name: {k: v for k, v in r.items() if k != "unit"} for name, r in sorted(reports.items())}
     manifest = DocumentManifest(
@@ -419,5 +428,6 @@ def _manifest(out_dir: Path, inputs: list[str], config: DocumentConfig, files: l
         failed=failed,
         missing=sorted(f.unit for f in files if f.unit not in reports),
     )
-    manifest.write(out_dir)
+    manifest.write(out.local)
+    out.publish("manifest.json")
     return manifest
