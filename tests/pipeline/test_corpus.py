@@ -48,8 +48,12 @@ def test_user_mistakes_are_named(tmp_path: Path) -> None:
         discover([str(tmp_path / "nowhere")])
     with pytest.raises(WwmPrepError, match="not a corpus file"):
         discover([str(root / "ja" / "ja_cc" / "level0" / "notes.txt")])
-    with pytest.raises(WwmPrepError, match="no input files found"):
+    with pytest.raises(WwmPrepError, match="--subsets names kaken, which .* does not hold; the subsets there are: "
+                                           "ja_cc, ja_wiki"):
         discover([str(root)], subsets=["kaken"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WwmPrepError, match="no input files found in .*empty"):
+        discover([str(tmp_path / "empty")])
     (tmp_path / "other" / "ja" / "ja_wiki").mkdir(parents=True)
     (tmp_path / "other" / "ja" / "ja_wiki" / "train_0.jsonl").write_bytes(LINES[0])
     with pytest.raises(WwmPrepError, match="would write the same shard 'ja_wiki--train_0'"):

@@ -83,3 +83,23 @@ def test_workers_fill_the_nodes_with_most_cpus_first() -> None:
     assert _per_node({"a": 2, "b": 8}, 3) == {"b": 3}
     assert _per_node({"a": 2}, 5) == {"a": 2}  # no more than the cluster's CPUs
     assert _per_node({"a": 2}, 0) == {}
+
+
+class Signals:
+    """A stage whose units report how the worker running them handles SIGINT and SIGTERM."""
+
+    def prepare(self) -> None:
+        pass
+
+    def run(self, unit: int) -> dict:
+        import signal
+
+        return {"unit": unit, "pid": os.getpid(), "int": signal.getsignal(signal.SIGINT) == signal.SIG_IGN,
+                "term": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}
+
+
+def test_forked_workers_leave_ctrl_c_to_the_parent() -> None:
+    """A terminal's Ctrl-C reaches every process of the group: the workers ignore it, so only the parent answers
+    (one line, exit 130) and stops them, instead of each worker printing a KeyboardInterrupt traceback."""
+    reports = list(LocalExecutor(2).run(Signals(), [0, 1, 2, 3]))
+    assert all(r["pid"] != os.getpid() and r["int"] and r["term"] for r in reports)

@@ -12,6 +12,7 @@ import click
 
 from wwm_prep.core.errors import WwmPrepError
 
+
 class Location(click.ParamType):
     """A local path, or any fsspec URL (s3://, gs://, hf://, …): a `Path` for the one, a `UPath` for the other."""
 

@@ -38,12 +38,40 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
     click.echo(f"segment → {out}")
     echo_rows(rows, 18, 14)
     if totals["rejects"]:
-        click.echo(f"  rejected records are kept with their reasons in {out / 'rejects'}")
+        top = ", ".join(f"{reason} ({n:,})" for reason, n in reject_reasons(manifest)[:3])
+        click.echo(f"  rejected records: {top}; each is kept with its reason in {out / 'rejects'}")
     for failure in manifest.failed:
         click.echo(f"  FAILED {failure['path']}: {failure['error']}", err=True)
     if len(manifest.missing) > len(manifest.failed):
         click.echo(f"  {len(manifest.missing) - len(manifest.failed)} input file(s) are left to other array slices or "
                    "to the runs that hold them; the run that completes the last one writes the complete manifest")
+
+
+def reject_reasons(manifest: Any) -> list[tuple[str, int]]:
+    """The kinds of rejected records over all units, the most frequent first."""
+    counts: dict[str, int] = {}
+    for unit in manifest.units.values():
+        for reason, n in unit.get("reject_reasons", {}).items():
+            counts[reason] = counts.get(reason, 0) + n
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def no_documents(manifest: Any) -> str | None:
+    """Why a complete segment run holds no documents to pack, where it holds none."""
+    totals = manifest.totals
+    if not manifest.complete or totals["documents"]:
+        return None
+    if totals["rejects"]:
+        reason, _ = reject_reasons(manifest)[0] if reject_reasons(manifest) else ("see rejects/", 0)
+        return (f"no documents: every one of the {totals['rejects']:,} records was rejected (most often: {reason}); "
+                "llm-jp-corpus-v3 records are JSON objects with a \"text\" field")
+    return f"no documents: the input files hold none that is not empty ({totals['empty']:,} empty)"
+
+
+def next_steps(*lines: str) -> None:
+    click.echo("next:")
+    for line in lines:
+        click.echo(f"  {line}")
 
 
 def print_pack_summary(manifest: Any, out: Path) -> None:
@@ -200,8 +228,13 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     .jsonl, .jsonl.gz or .jsonl.zst. A rerun skips the files already done.
     """
     manifest = run_segment_command(inputs, out, options)
+    if (problem := no_documents(manifest)) is not None:
+        click.echo(problem, err=True)
+        sys.exit(1)
     if manifest.failed:
         sys.exit(1)
+    if manifest.complete and not options["quiet"]:
+        next_steps(f"wwm-prep stats {out}", f"wwm-prep pack {out} --out SEQUENCES --seq-len 8192")
 
 
 @click.command()
@@ -218,7 +251,15 @@ def pack(docs_dir: Path, out: Path, tokenizer: Path | None, **options: Any) -> N
     """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow.
 
     A rerun skips the partitions done and redoes those whose document shards changed."""
-    print_pack_summary(run_pack_command(docs_dir, out, pack_config(options, tokenizer), options), out)
+    packed = run_pack_command(docs_dir, out, pack_config(options, tokenizer), options)
+    print_pack_summary(packed, out)
+    if packed is not None and not options["quiet"]:
+        next_steps(*sequence_steps(out))
+
+
+def sequence_steps(out: Any) -> tuple[str, ...]:
+    return (f"wwm-prep stats {out} --plot stats.png", f"wwm-prep inspect {out} --row 0 --mask",
+            f"python examples/train_tiny.py {out} --steps 20   # the collator in a DataLoader")
 
 
 def run_pack_command(docs_dir: Path, out: Path, config: Any, options: dict[str, Any]) -> Any:
@@ -246,7 +287,13 @@ def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
         click.echo(f"not packing: {len(manifest.failed)} input file(s) failed, {len(manifest.missing)} not "
                    "done; fix them and rerun (completed files are skipped)", err=True)
         sys.exit(1)
-    print_pack_summary(run_pack_command(out / "documents", out / "sequences", config, options), out / "sequences")
+    if (problem := no_documents(manifest)) is not None:
+        click.echo(f"not packing: {problem}", err=True)
+        sys.exit(1)
+    packed = run_pack_command(out / "documents", out / "sequences", config, options)
+    print_pack_summary(packed, out / "sequences")
+    if packed is not None and not options["quiet"]:
+        next_steps(*sequence_steps(out / "sequences"))
 
 
 @click.command()
@@ -264,3 +311,4 @@ def demo(out: Path) -> None:
         sys.exit(1)
     packed = run_pack(out / "documents", out / "sequences", PackConfig(seq_len=DEMO_SEQ_LEN))
     print_pack_summary(packed, out / "sequences")
+    next_steps(*sequence_steps(out / "sequences"))

@@ -83,11 +83,10 @@ def _input_file(path: AnyPath, root: AnyPath | None) -> InputFile:
     return InputFile(path, path.name, path.parent.name)
 
 
-def _under(root: AnyPath, subsets: set[str] | None) -> list[InputFile]:
+def _under(root: AnyPath) -> list[InputFile]:
     if (root / "ja").is_dir():
         root = root / "ja"
-    files = (_input_file(p, root) for p in sorted(root.rglob("*")) if _is_corpus_file(p))
-    return [f for f in files if subsets is None or f.subset in subsets]
+    return [_input_file(p, root) for p in sorted(root.rglob("*")) if _is_corpus_file(p)]
 
 
 def discover(inputs: Iterable[str], subsets: Iterable[str] | None = None) -> list[InputFile]:
@@ -96,8 +95,9 @@ def discover(inputs: Iterable[str], subsets: Iterable[str] | None = None) -> lis
     In the llm-jp-corpus-v3 layout the subset is the directory under `ja/`; elsewhere it is the first
     directory below the named one, or the file's own directory. `subsets` filters what directories hold.
     """
-    wanted = set(subsets) if subsets is not None else None
+    wanted = list(dict.fromkeys(subsets)) if subsets is not None else None
     found: list[InputFile] = []
+    in_dirs: set[str] = set()  # subsets that directories hold, which `subsets` chooses among
     for item in inputs:
         with remote_errors(item):
             matches = _matches(item)
@@ -105,7 +105,9 @@ def discover(inputs: Iterable[str], subsets: Iterable[str] | None = None) -> lis
                 raise WwmPrepError(f"input not found: {item}")
         for path in matches:
             if path.is_dir():
-                found.extend(_under(path, wanted))
+                held = _under(path)
+                in_dirs.update(f.subset for f in held)
+                found.extend(f for f in held if wanted is None or f.subset in wanted)
             elif _is_corpus_file(path):
                 found.append(_input_file(path, None))
             else:
@@ -115,9 +117,14 @@ def discover(inputs: Iterable[str], subsets: Iterable[str] | None = None) -> lis
         if f.unit in names and names[f.unit] != f.path:
             raise WwmPrepError(f"two inputs would write the same shard {f.unit!r}: {names[f.unit]} and {f.path}")
         names[f.unit] = f.path
+    unknown = [s for s in wanted or () if s not in in_dirs]
+    if unknown:
+        raise WwmPrepError(f"--subsets names {', '.join(unknown)}, which {', '.join(inputs)} does not hold; the subsets "
+                           f"there are: {', '.join(sorted(in_dirs)) or 'none'}")
     unique = {f.path: f for f in found}
     if not unique:
-        raise WwmPrepError("no input files found (looked for " + ", ".join(SUFFIXES) + ")")
+        raise WwmPrepError(f"no input files found in {', '.join(inputs)} (looked for {', '.join(SUFFIXES)} files, "
+                           "in llm-jp-corpus-v3's ja/<subset>/ layout or anywhere below)")
     return list(unique.values())
 
 

@@ -57,10 +57,16 @@ def _fork_pool(stage: Stage, workers: int) -> multiprocessing.pool.Pool:
     """`workers` processes forked now from this one, after its `stage.prepare()`, to run units with `_run_forked`.
 
     They take SIGTERM's default action, so `terminate()` stops them at once even where this process (a Ray
-    actor) handles SIGTERM with Python code they must not run."""
+    actor) handles SIGTERM with Python code they must not run; and they ignore SIGINT, so Ctrl-C reaches the
+    parent alone, which stops them and says so once instead of each worker printing a traceback."""
     global _STAGE
     _STAGE = stage
-    return multiprocessing.get_context("fork").Pool(workers, signal.signal, (signal.SIGTERM, signal.SIG_DFL))
+    return multiprocessing.get_context("fork").Pool(workers, _worker_signals)
+
+
+def _worker_signals() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_forked(unit: Any) -> dict[str, Any]:

@@ -544,7 +544,11 @@ def _finish(docs_dir: AnyPath, documents: DocumentManifest, config: PackConfig, 
             return None
         ordered = [reports[p.index] for p in partitions]
         if not any(r["shards"] for r in ordered):
-            raise WwmPrepError(f"{docs_dir}: no documents to pack (all empty, or all left out by the subset weights)")
+            totals = documents.totals
+            cause = (f"segment rejected all {totals['rejects']:,} records (see {docs_dir}/rejects/)" if
+                     not totals["documents"] and totals["rejects"] else "segment found only empty documents" if
+                     not totals["documents"] else "the subset weights leave every document out")
+            raise WwmPrepError(f"{docs_dir}: no documents to pack: {cause}")
         manifest = _manifest(docs_dir, documents, config, stage.specials, stage.ends, ordered)
         manifest.write(out.local)
         out.publish("manifest.json")

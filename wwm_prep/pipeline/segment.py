@@ -147,6 +147,7 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
     leave no shard behind.
     """
     counts = dict.fromkeys(COUNTS, 0)
+    reasons: dict[str, int] = {}  # of rejects, by kind (the part of the reason before any detail)
     shard = out_dir / f"{unit.unit}.arrow"
     rejects_path = out_dir / "rejects" / f"{unit.unit}.jsonl"
     rejects_tmp = temp_path(rejects_path)
@@ -178,6 +179,8 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
                 if not isinstance(record, Document):
                     rejects.write(json.dumps(record.record(unit.source), ensure_ascii=False) + "\n")
                     counts["rejects"] += 1
+                    kind = record.reason.split(":")[0]
+                    reasons[kind] = reasons.get(kind, 0) + 1
                 elif not record.text or record.text.isspace():
                     counts["empty"] += 1
                 else:
@@ -206,6 +209,7 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
         "sha256": digest,
         "bytes": shard.stat().st_size,
         "rejects_file": f"rejects/{rejects_path.name}" if counts["rejects"] else None,
+        "reject_reasons": reasons,
         "seconds": round(time.perf_counter() - started, 3),
         **counts,
     }

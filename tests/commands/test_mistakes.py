@@ -1,0 +1,66 @@
+"""What a first-time user trips over (#17): each mistake gets a clear answer with exact exit codes, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import run, write_jsonl_gz
+from tests.pipeline.test_scale import big_corpus, wait_for_units
+from wwm_prep.core.resources import resource
+
+SAMPLE = resource("sample", "corpus")
+
+
+def test_a_misspelled_or_absent_subset_is_an_error_that_lists_the_subsets_there(tmp_path: Path) -> None:
+    code, output = run("segment", str(SAMPLE), "--out", str(tmp_path / "a"), "--dict", "tiny-ja",
+                       "--subsets", "ja-wiki,ja_cc")
+    assert code == 2 and "--subsets names ja-wiki" in output and "ja_wiki" in output and "Traceback" not in output
+    assert not (tmp_path / "a").exists()  # answered before anything was written
+    code, output = run("segment", str(SAMPLE / "ja" / "ja_wiki"), "--out", str(tmp_path / "b"), "--dict", "tiny-ja",
+                       "--subsets", "kaken")
+    assert code == 2 and "the subsets there are: " in output and "kaken" in output
+
+
+def test_a_run_that_rejects_every_record_exits_1_and_says_why(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus" / "ja" / "ja_wiki"
+    write_jsonl_gz(corpus / "train_0.jsonl.gz", [json.dumps({"content": t}, ensure_ascii=False).encode()
+                                                 for t in ("本文の欄の名前が違う。", "二つ目の記録。")])
+    docs = tmp_path / "docs"
+    code, output = run("segment", str(tmp_path / "corpus"), "--out", str(docs), "--dict", "tiny-ja")
+    assert code == 1 and "Traceback" not in output
+    assert "rejected records: no 'text' field (2)" in output
+    assert "every one of the 2 records was rejected (most often: no 'text' field)" in output
+    assert "next:" not in output
+    code, output = run("pack", str(docs), "--out", str(tmp_path / "seq"), "--seq-len", "256")
+    assert code == 2 and "segment rejected all 2 records" in output
+
+
+def test_a_finished_run_says_what_to_run_next_unless_quiet(tmp_path: Path) -> None:
+    docs, seq = tmp_path / "docs", tmp_path / "seq"
+    code, output = run("segment", str(SAMPLE / "ja" / "kaken"), "--out", str(docs), "--dict", "tiny-ja")
+    assert code == 0 and f"wwm-prep pack {docs} --out SEQUENCES --seq-len 8192" in output
+    code, output = run("pack", str(docs), "--out", str(seq), "--seq-len", "256")
+    assert code == 0 and f"wwm-prep inspect {seq} --row 0 --mask" in output
+    code, output = run("pack", str(docs), "--out", str(seq), "--seq-len", "256", "--quiet")
+    assert code == 0 and "next:" not in output
+
+
+def test_ctrl_c_with_workers_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    corpus = big_corpus(tmp_path / "corpus")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "wwm_prep.cli", "segment", str(corpus), "--out", str(out),
+                             "--dict", "tiny-ja", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for_units(out, 1, proc)
+    time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the parent and its workers alike
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert "rerun the same command to resume" in stderr
