@@ -64,3 +64,35 @@ def test_ctrl_c_with_workers_is_one_line_and_exit_130(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     assert "rerun the same command to resume" in stderr
+
+
+def test_mistaken_options_are_answered_before_the_dictionary_loads(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from wwm_prep.text import dictionary
+
+    kaken = str(SAMPLE / "ja" / "kaken")
+    made = tmp_path / "made"
+    assert run("segment", kaken, "--out", str(made), "--dict", "tiny-ja")[0] == 0
+
+    def never(*args: object) -> None:
+        raise AssertionError("the dictionary loader was called")
+
+    monkeypatch.setattr(dictionary, "_compile", never)
+    monkeypatch.setattr(dictionary, "_LOADED", {})
+    not_a_model = tmp_path / "tokenizer.model"
+    not_a_model.write_text("not a SentencePiece model")
+    other_model = str(resource("sample", "tokenizer", "wwm-prep-sample-unigram.model"))
+    cases = [
+        (["--tokenizer", str(not_a_model), "--dict", "tiny-ja"], "tokenizer.model"),
+        (["--tokenizer", str(tmp_path / "absent.model"), "--dict", "tiny-ja"], "absent.model"),
+        (["--dict", "unidic-lit"], "did you mean unidic-lite"),
+        (["--dict", "tiny-ja", "--subsets", "kaken,ja_wikii"], "ja_wikii"),
+    ]
+    for args, named in cases:
+        started = time.perf_counter()
+        code, output = run("segment", kaken, "--out", str(tmp_path / "new"), *args)
+        assert code == 2 and named in output and "Traceback" not in output, (args, output)
+        assert time.perf_counter() - started < 2, args
+    # the same tokenizer named by its path is the same configuration; a changed setting is named, old → new
+    code, output = run("segment", kaken, "--out", str(made), "--dict", "tiny-ja", "--tokenizer", other_model,
+                       "--split-lines")
+    assert code == 2 and "(split_lines: False → True)" in output and "another configuration" in output

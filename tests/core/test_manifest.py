@@ -83,3 +83,6 @@ def test_same_output_depends_on_the_hashes_not_on_paths() -> None:
     assert not config.same_output(other_tokenizer)
     assert not config.same_output(DocumentConfig(config.schema, {**dictionary, "max_grouping_len": 0}, config.tokenizer))
     assert DocumentConfig.from_dict(config.to_dict()) == config
+    assert config.differences(other_tokenizer) == ["tokenizer: t.model (sha256 222222222222…) → t.model (sha256 "
+                                                   "333333333333…)"]
+    assert config.differences(moved) == []

@@ -16,7 +16,8 @@ from wwm_prep.commands.base import CACHE_OPTION, LOCATION, TOKENIZER_HELP, echo_
 
 DICT_HELP = (
     "Dictionary: a registered name (see `wwm-prep dict list`), a MeCab text or binary dictionary directory, "
-    "or a vibrato system.dic(.zst). Default: the bundled one."
+    "or a vibrato system.dic(.zst). Default: unidic-lite, the short-unit UniDic that is installed with wwm-prep "
+    "(converted for vibrato on first use, then cached)."
 )
 DEMO_SEQ_LEN = 512  # the bundled sample is small: short rows still hold several documents
 

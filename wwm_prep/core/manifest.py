@@ -102,14 +102,22 @@ class DocumentConfig:
                 "tokenizer": self.tokenizer.to_dict(), "split_lines": self.split_lines}
 
     def same_output(self, other: DocumentConfig) -> bool:
-        """Paths may differ between machines; what the shards depend on is the hashes, settings and schema."""
+        return not self.differences(other)
 
-        def key(c: DocumentConfig) -> tuple[Any, ...]:
-            d = c.dictionary
-            return (c.stage, c.schema, d["sha256"], d["ignore_space"], d["max_grouping_len"], c.split_lines,
-                    c.tokenizer.sha256)
+    def differences(self, new: DocumentConfig) -> list[str]:
+        """What the shards depend on that differs, as `setting: old → new`. Paths may differ between machines;
+        the hashes, settings and schema decide."""
 
-        return key(self) == key(other)
+        def facts(c: DocumentConfig) -> dict[str, tuple[Any, str]]:  # setting -> (what decides, what to show)
+            d, t = c.dictionary, c.tokenizer
+            return {"dictionary": (d["sha256"], f"{d.get('name', '?')} (sha256 {d['sha256'][:12]}…)"),
+                    "tokenizer": (t.sha256, f"{Path(t.path or '?').name} (sha256 {t.sha256[:12]}…)"),
+                    **{name: (value, str(value)) for name, value in (
+                        ("ignore_space", d["ignore_space"]), ("max_grouping_len", d["max_grouping_len"]),
+                        ("split_lines", c.split_lines), ("schema", c.schema), ("stage", c.stage))}}
+
+        old, now = facts(self), facts(new)
+        return [f"{name}: {old[name][1]} → {now[name][1]}" for name in old if old[name][0] != now[name][0]]
 
 
 M = TypeVar("M", bound="Manifest")

@@ -30,7 +30,7 @@ from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
 from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, ProgressDisplay
-from wwm_prep.text.dictionary import DEFAULT_DICTIONARY, Dictionary, load_dictionary
+from wwm_prep.text.dictionary import Dictionary, DictionaryFiles, locate_dictionary
 from wwm_prep.text.registry import cache_dir
 from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
 
@@ -230,11 +230,11 @@ class SegmentConfig:
     claim_timeout: float = DEFAULT_TIMEOUT  # seconds before a silent run's claim on a unit is taken over
 
 
-def _document_config(segmenter: Segmenter) -> DocumentConfig:
-    schema, tokenizer = load_schema("document"), segmenter.tokenizer
+def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, split_lines: bool) -> DocumentConfig:
+    schema = load_schema("document")
     record = TokenizerRecord(tokenizer.sha256, tokenizer.special_ids, str(tokenizer.path), tokenizer.vocab_size)
-    return DocumentConfig(schema_ref(schema.name, schema.version), segmenter.dictionary.describe(), record,
-                          split_lines=segmenter.split_lines)
+    return DocumentConfig(schema_ref(schema.name, schema.version), dictionary.describe(), record,
+                          split_lines=split_lines)
 
 
 def _input_stamp(path: Any, verify: bool = False) -> dict[str, Any]:
@@ -281,13 +281,18 @@ class SegmentStage:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "segmenter": None, "counters": None}  # Ray workers load their own
 
-    def prepare(self) -> None:
+    def locate(self) -> tuple[DictionaryFiles, Tokenizer]:
+        """The dictionary found and hashed, and the tokenizer loaded: what checks a run before the slow load."""
+        c = self.config
+        tokenizer = local_copy(location(c.tokenizer), cache_dir(c.cache)) if c.tokenizer else None
+        return locate_dictionary(c.dictionary, c.cache, vibrato_defaults=c.vibrato_defaults), load_tokenizer(tokenizer)
+
+    def prepare(self, located: tuple[DictionaryFiles, Tokenizer] | None = None) -> None:
         (self.out.local / "units").mkdir(parents=True, exist_ok=True)  # a Ray node's own staging, for a URL
         if self.segmenter is None:
-            c = self.config
-            dictionary = load_dictionary(c.dictionary, c.cache, vibrato_defaults=c.vibrato_defaults)
-            tokenizer = local_copy(location(c.tokenizer), cache_dir(c.cache)) if c.tokenizer else None
-            self.segmenter = Segmenter(dictionary, load_tokenizer(tokenizer), split_lines=c.split_lines)
+            dictionary, tokenizer = located or self.locate()
+            self.segmenter = Segmenter(dictionary.load(self.config.cache), tokenizer,
+                                       split_lines=self.config.split_lines)
 
     def run(self, unit: InputFile) -> dict[str, Any]:
         """The unit's report, once this process has claimed and done it; or a note of who else has or holds it."""
@@ -303,7 +308,8 @@ class SegmentStage:
     def _segment(self, unit: InputFile, taken: Claim) -> dict[str, Any]:
         assert self.segmenter is not None
         local = self.out.local
-        taken.clear_leftovers([*local.glob(f".{unit.unit}.arrow.tmp-*"), *local.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")])
+        taken.clear_leftovers([*local.glob(f".{unit.unit}.arrow.tmp-*"),
+                               *local.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")])
         try:
             # before reading: a file that changes while it is read is redone
             stamp = _input_stamp(unit.path, self.config.verify_inputs)
@@ -335,14 +341,13 @@ def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfi
     except OSError as exc:
         raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
     stage = SegmentStage(out, config, Counters())
-    if not quiet:
-        print(f"loading dictionary {config.dictionary or DEFAULT_DICTIONARY} (a MeCab binary one is converted and "
-              "cached on first use)…", file=sys.stderr, flush=True)
-    stage.prepare()
-    assert stage.segmenter is not None
-    doc_config = _document_config(stage.segmenter)
+    located = stage.locate()
+    doc_config = _document_config(*located, config.split_lines)
     try:
-        _claim_output(out, doc_config, config)
+        _claim_output(out, doc_config, config)  # a mistake is answered before the dictionary's slow load
+        if not quiet:
+            print(f"loading dictionary {located[0].name} ({located[0].format})…", file=sys.stderr, flush=True)
+        stage.prepare(located)
         found = {u.unit: _completed(out, u, config.verify_inputs) for u in files}
         reports = {name: report for name, (report, _) in found.items() if report is not None}
         todo = [u for u in mine if u.unit not in reports]
@@ -393,9 +398,9 @@ def _claim_output(out: Output, config: DocumentConfig, options: SegmentConfig) -
     busy = f"; it is being written now by {others[0].describe()}" if others else ""
     previous = out.read_json("config.json")
     if previous is not None and not options.overwrite:
-        if not DocumentConfig.from_dict(previous).same_output(config):
+        if differences := DocumentConfig.from_dict(previous).differences(config):
             raise WwmPrepError(
-                f"{out} holds output made with another configuration (dictionary or tokenizer){busy}; "
+                f"{out} holds output made with another configuration ({'; '.join(differences)}){busy}; "
                 "choose another --out, or pass --overwrite to redo it"
             )
     elif options.overwrite:

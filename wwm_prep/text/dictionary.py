@@ -6,6 +6,7 @@ process (before workers fork, so they share it) and described by a hash of the f
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,9 @@ VIBRATO_DEFAULTS = VibratoSettings(ignore_space=False, max_grouping_len=0)
 
 
 @dataclass(frozen=True)
-class Dictionary:
-    """A loaded dictionary, with what it was built from so a run can record exactly which one it used."""
+class DictionaryFiles:
+    """A dictionary found and hashed but not loaded: enough to check a run's configuration in well under a second,
+    before the seconds (minutes, for a large UniDic) that compiling it takes."""
 
     name: str
     source: Path
@@ -47,8 +49,14 @@ class Dictionary:
     sha256: str
     files: tuple[Path, ...]  # what the dictionary was built from (and hashed)
     settings: VibratoSettings
-    tagger: vibrato.Vibrato
-    space: np.ndarray  # bool[0x110000]: characters vibrato skips as spaces (none without ignore_space)
+
+    def load(self, cache: Path | None = None) -> Dictionary:
+        """The dictionary compiled (or taken from this process's earlier compile of the same files)."""
+        key = (self.sha256, self.settings)
+        if key not in _LOADED:
+            tagger = _compile(self.format, self.source, cache, self.settings)
+            _LOADED[key] = (tagger, space_table(tagger))
+        return Dictionary(self.name, self.source, self.format, self.sha256, self.files, self.settings, *_LOADED[key])
 
     def describe(self) -> dict[str, object]:
         """What a manifest records: the hash and the settings decide the output, the rest says where from."""
@@ -60,6 +68,14 @@ class Dictionary:
             "ignore_space": self.settings.ignore_space,
             "max_grouping_len": self.settings.max_grouping_len,
         }
+
+
+@dataclass(frozen=True)
+class Dictionary(DictionaryFiles):
+    """A loaded dictionary, with what it was built from so a run can record exactly which one it used."""
+
+    tagger: vibrato.Vibrato
+    space: np.ndarray  # bool[0x110000]: characters vibrato skips as spaces (none without ignore_space)
 
 
 def _files_sha256(files: list[Path]) -> str:
@@ -144,6 +160,12 @@ def load_dictionary(spec: str | Path | None = None, cache: Path | None = None, *
     A path may be a MeCab text dictionary directory, a MeCab binary dictionary directory (converted to
     text once and cached), or a vibrato `system.dic` / `system.dic.zst`.
     """
+    return locate_dictionary(spec, cache, vibrato_defaults=vibrato_defaults).load(cache)
+
+
+def locate_dictionary(spec: str | Path | None = None, cache: Path | None = None, *,
+                      vibrato_defaults: bool = False) -> DictionaryFiles:
+    """The dictionary `load_dictionary` would load, found (fetched, for a registry name) and hashed only."""
     name = str(spec) if spec is not None else DEFAULT_DICTIONARY
     if name in BUNDLED:
         path = resource(*BUNDLED[name])
@@ -152,14 +174,20 @@ def load_dictionary(spec: str | Path | None = None, cache: Path | None = None, *
     else:
         from wwm_prep.text import registry as dict_registry
 
+        known = [*BUNDLED, *(e.name for e in dict_registry.entries())]
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=2)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            raise WwmPrepError(f"unknown dictionary {name!r} (no such name, and no such path): {hint}known: "
+                               f"{', '.join(known)}; or give a MeCab dictionary directory or a vibrato system.dic")
         try:
             path = dict_registry.resolve(name, dict_registry.cache_dir(cache))
         except dict_registry.DictionaryError as exc:
             raise WwmPrepError(str(exc)) from exc
-    return _load_path(name, path.resolve(), cache, VIBRATO_DEFAULTS if vibrato_defaults else MECAB_SETTINGS)
+    return _locate_path(name, path.resolve(), VIBRATO_DEFAULTS if vibrato_defaults else MECAB_SETTINGS)
 
 
-def _load_path(name: str, path: Path, cache: Path | None, settings: VibratoSettings) -> Dictionary:
+def _locate_path(name: str, path: Path, settings: VibratoSettings) -> DictionaryFiles:
     if path.is_file():
         fmt, files = "vibrato", [path]
     elif (path / "sys.dic").is_file():
@@ -168,11 +196,7 @@ def _load_path(name: str, path: Path, cache: Path | None, settings: VibratoSetti
         fmt, files = "mecab-text", _text_dictionary_files(path)
     else:
         raise WwmPrepError(f"{path}: not a dictionary")
-    sha256 = _files_sha256(files)
-    if (sha256, settings) not in _LOADED:
-        tagger = _compile(fmt, path, cache, settings)
-        _LOADED[sha256, settings] = (tagger, space_table(tagger))
-    return Dictionary(name, path, fmt, sha256, tuple(files), settings, *_LOADED[sha256, settings])
+    return DictionaryFiles(name, path, fmt, _files_sha256(files), tuple(files), settings)
 
 
 # Compiled dictionaries of this process by content hash and settings: compiling UniDic takes seconds and
