@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Per-batch time of WholeWordMaskCollator against transformers' DataCollatorForLanguageModeling.
+"""Per-batch time of WholeWordMaskCollator, in each masking mode, against transformers'
+DataCollatorForLanguageModeling.
 
     python benchmarks/bench_collator.py [--repeats 15] [--wwm-repeats 3]
 
@@ -10,6 +11,8 @@ segment` (the bundled tiny-ja dictionary, for speed: the word groups only need t
 Every collator gets the same rows, as `datasets` hands them over (a list of dicts of arrays); the extra
 columns transformers needs (special_tokens_mask, and offset_mapping for its whole-word path, built so that
 its words are exactly our word groups) are prepared beforehand and not timed.
+The collator runs in its three masking modes ("word", the default; "ngram"; "span"), each timed as a ratio to
+"word" and against transformers' plain token masking, with the same output type.
 Methods are timed round-robin, so a busy machine slows all of them alike; the table shows medians.
 Needs torch and transformers for the comparison (NumPy-only figures are printed without them).
 """
@@ -32,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from wwm_prep import WholeWordMaskCollator  # noqa: E402
+from wwm_prep.train.spans import MODES  # noqa: E402  ("word" first: the other modes are timed against it)
 
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 N_SPECIAL = 8
@@ -165,14 +169,15 @@ def run(args: argparse.Namespace, corpus: Path, model: Path, source: str, work: 
         print(f"transformers/torch not available ({e}); timing wwm-prep only")
         have_hf = False
 
-    ours_np = WholeWordMaskCollator(model, seed=0, return_tensors="np")
-    ours_pt = WholeWordMaskCollator(model, seed=0, return_tensors="pt") if have_hf else None
+    outputs = ("np", "pt") if have_hf else ("np",)
+    ours = {(mode, rt): WholeWordMaskCollator(model, seed=0, masking=mode, return_tensors=rt)
+            for mode in MODES for rt in outputs}
 
     results: dict[tuple, dict[str, list[float]]] = {}
     checks: dict[tuple, tuple[int, int]] = {}
     for shape, rows in batches.items():
         methods: dict[str, tuple[Callable[[], object], int]] = {
-            "wwm-prep WholeWordMaskCollator (np)": (lambda rows=rows: ours_np(rows), args.repeats),
+            ours_name(mode, rt): (lambda rows=rows, c=c: c(rows), args.repeats) for (mode, rt), c in ours.items()
         }
         if have_hf:
             with warnings.catch_warnings():
@@ -186,7 +191,6 @@ def run(args: argparse.Namespace, corpus: Path, model: Path, source: str, work: 
             with_offsets = hf_features(rows, offsets=True)
             methods.update(
                 {
-                    "wwm-prep WholeWordMaskCollator (pt)": (lambda rows=rows: ours_pt(rows), args.repeats),
                     "transformers token masking (pt)": (lambda f=plain: hf_tok_pt(f), args.repeats),
                     "transformers token masking (np)": (lambda f=plain: hf_tok_np(f), args.repeats),
                     "transformers whole_word_mask=True (pt)": (lambda f=with_offsets: hf_wwm_pt(f), args.wwm_repeats),
@@ -222,19 +226,32 @@ def run(args: argparse.Namespace, corpus: Path, model: Path, source: str, work: 
     for name in names:
         runs = [len(results[s][name]) for s in results]
         print(f"| {name} | " + " | ".join(f"{med[s][name]:.2f}" for s in results) + f" |  ({'/'.join(map(str, runs))} runs)")
+    ratio_table("masking modes (mode time / word time, same output type; target at most 1.5x)", results, med, [
+        (f"{mode} / word ({rt})", ours_name(mode, rt), ours_name("word", rt), 2)
+        for mode in MODES[1:] for rt in outputs
+    ])
     if have_hf:
-        print("\nratios (transformers time / wwm-prep time, same output type):\n")
-        print("| ratio | " + " | ".join(f"{b} x {s:,}" for b, s in results) + " |")
-        print("|" + " --- |" * (len(results) + 1))
-        for label, theirs, ours in (
-            ("token masking (pt) / ours (pt)", "transformers token masking (pt)", "wwm-prep WholeWordMaskCollator (pt)"),
-            ("token masking (np) / ours (np)", "transformers token masking (np)", "wwm-prep WholeWordMaskCollator (np)"),
-            ("whole_word_mask (pt) / ours (pt)", "transformers whole_word_mask=True (pt)", "wwm-prep WholeWordMaskCollator (pt)"),
-        ):
-            print(f"| {label} | " + " | ".join(f"{med[s][theirs] / med[s][ours]:.1f}x" for s in results) + " |")
+        theirs = [(f"token masking ({rt}) / {mode} ({rt})", f"transformers token masking ({rt})",
+                   ours_name(mode, rt), 1) for rt in ("pt", "np") for mode in MODES]
+        theirs.append(("whole_word_mask (pt) / word (pt)", "transformers whole_word_mask=True (pt)",
+                       ours_name("word", "pt"), 1))
+        ratio_table("ratios (transformers time / wwm-prep time, same output type)", results, med, theirs)
         print("\ntransformers whole_word_mask=True, our groups partly masked / masked: "
               + ", ".join(f"{b} x {s:,}: {p} / {c:,}" for (b, s), (p, c) in checks.items()))
     return 0
+
+
+def ours_name(mode: str, return_tensors: str) -> str:
+    return f"wwm-prep WholeWordMaskCollator {mode} ({return_tensors})"
+
+
+def ratio_table(title: str, results: dict, med: dict, ratios: list[tuple[str, str, str, int]]) -> None:
+    """Rows of (label, numerator method, denominator method, decimals): one ratio of medians per batch shape."""
+    print(f"\n{title}:\n")
+    print("| ratio | " + " | ".join(f"{b} x {s:,}" for b, s in results) + " |")
+    print("|" + " --- |" * (len(results) + 1))
+    for label, top, bottom, decimals in ratios:
+        print(f"| {label} | " + " | ".join(f"{med[s][top] / med[s][bottom]:.{decimals}f}x" for s in results) + " |")
 
 
 if __name__ == "__main__":

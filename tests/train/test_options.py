@@ -39,6 +39,10 @@ def test_tables_for_masking():
         ({"rule": "span"}, "rule must be"),
         ({"pad_to_multiple_of": 0}, "pad_to_multiple_of"),
         ({"special_ids": range(10), "vocab_size": 10}, "no non-special token"),
+        ({"masking": "token"}, "masking must be 'word', 'ngram', 'span'"),
+        ({"max_ngram": 0}, "max_ngram"),
+        ({"max_span": 0}, "max_span"),
+        ({"span_p": 0.0}, "span_p"),
     ],
 )
 def test_checks(change, message):
@@ -55,6 +59,9 @@ def test_collator_attributes_read_and_set_the_options():
     with pytest.raises(ValueError, match="mlm_probability"):
         c.mlm_probability = 2.0
     assert c.mlm_probability == 0.3
+    c.masking = "span"
+    assert c.options.masking == "span" and c.options.span_thresholds.size == c.max_span - 1
+    assert MaskingOptions(**LLMJP_V3_SPECIALS).span_thresholds.size == 0  # "word": every candidate is one group
     c.special_ids = [0, 100]
     assert c.special_ids == (0, 3, 4, 100) and c.options.special_below is None
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -118,32 +118,41 @@ def test_sequence_rows_show_pieces_with_provenance(prepared: dict[str, Path]) ->
         assert "".join(parts[k] for k in sorted(parts)) == text_of(subset, int(line))
 
 
+@pytest.mark.parametrize("masking", ["word", "ngram", "span"])
 @pytest.mark.parametrize("kind", ["documents", "sequences"])
-def test_mask_marks_the_collators_choice(prepared: dict[str, Path], kind: str) -> None:
+def test_mask_marks_the_collators_choice(prepared: dict[str, Path], kind: str, masking: str) -> None:
     schema = "document" if kind == "documents" else "sequence"
     all_rows = rows(prepared[kind], schema)
     index = int(np.argmax([len(r["input_ids"]) * (r.get("doc_lengths") is None or len(r["doc_lengths"]) > 1)
                            for r in all_rows]))
     row = all_rows[index]
     seed = 7
-    collator = WholeWordMaskCollator(str(SAMPLE_MODEL), seed=seed, pad_to_multiple_of=None)
+    collator = WholeWordMaskCollator(str(SAMPLE_MODEL), seed=seed, pad_to_multiple_of=None, masking=masking)
     features = {k: np.asarray(row[k]) for k in ("input_ids", "word_starts", "doc_lengths") if k in row}
     out = collator.collate([features], epoch=0, worker=0, first_row=index)
     chosen = np.flatnonzero(out["labels"][0] != IGNORE_INDEX)
     became = out["input_ids"][0]
     assert chosen.size > 0
+    choice = collator.choice([features], epoch=0, worker=0, first_row=index)
+    taken = np.sort(choice.taken)
+    spans = list(zip(choice.candidates.starts[taken].tolist(),
+                     (choice.candidates.starts + choice.candidates.sizes)[taken].tolist()))
 
-    output = inspect(prepared[kind], "--row", index, "--mask", "--seed", seed, "--max-tokens", 0)
+    output = inspect(prepared[kind], "--row", index, "--mask", "--seed", seed, "--masking", masking, "--max-tokens", 0)
     table = output.split("\n\nmasking:", 1)[1].splitlines()[3:]
     listed, outcomes, table_texts = [], [], []
     for line in table:
         m = _TABLE_LINE.match(line)
         assert m, line
         lo, hi = int(m[1]), int(m[2] or m[1])
-        listed += range(lo, hi + 1)
+        listed.append((lo, hi + 1))
         table_texts.append(m[3])
         outcomes += m[4].split("  ")
-    assert listed == chosen.tolist()
+    assert listed == spans  # one line per chosen group or span
+    assert [p for lo, hi in listed for p in range(lo, hi)] == chosen.tolist()
+    if masking == "span":  # one outcome for the whole span
+        assert all(len({o.endswith("→<MASK>") for o in line.split("  ")}) == 1 for line in
+                   (_TABLE_LINE.match(t)[4] for t in table))
     assert [o.endswith("→<MASK>") for o in outcomes] == (became[chosen] == MASK_ID).tolist()
     kept = became[chosen] == np.asarray(row["input_ids"])[chosen]
     assert [o.endswith("→kept") for o in outcomes] == kept.tolist()
@@ -152,7 +161,8 @@ def test_mask_marks_the_collators_choice(prepared: dict[str, Path], kind: str) -
     assert [b.replace("⏎\n", "⏎") for b in bracketed] == table_texts
     assert re.sub(r"\[|\]", "", body(output)) == body(inspect(prepared[kind], "--row", index, "--max-tokens", 0))
     assert f"{chosen.size} of " in output
-    other = inspect(prepared[kind], "--row", index, "--mask", "--seed", seed + 1, "--max-tokens", 0)
+    other = inspect(prepared[kind], "--row", index, "--mask", "--seed", seed + 1, "--masking", masking,
+                    "--max-tokens", 0)
     assert other != output
 
 

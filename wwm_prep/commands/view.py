@@ -47,20 +47,25 @@ def stats(shards_dir: Path, as_json: bool, plot: Path | None, tokenizer: Path | 
 @click.option("--mask", is_flag=True, help="Also show what the collator would mask in this row.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="With --mask: the collator's seed (the row's index is its place in the stream, epoch 0).")
+@click.option("--masking", type=click.Choice(["word", "ngram", "span"]), default="word", show_default=True,
+              help="With --mask: what the collator masks: whole words (BERT), n-grams of 1-3 whole words (Megatron-LM) "
+                   "or spans of whole words with geometric lengths (SpanBERT); spans are shown as [word|word].")
 @click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
               help="SentencePiece .model (default: the one the manifest records; checked by sha256).")
 @click.option("--max-tokens", type=click.IntRange(min=0), default=1024, show_default=True,
               help="Show at most this many tokens of the row (0: all).")
 @click.option("--color/--no-color", default=None, help="Colour the output (default: only in a terminal).")
 @user_errors
-def inspect_command(shards_dir: Path, row: int, mask: bool, seed: int, tokenizer: Path | None, max_tokens: int,
-                    color: bool | None) -> None:
+def inspect_command(shards_dir: Path, row: int, mask: bool, seed: int, masking: str, tokenizer: Path | None,
+                    max_tokens: int, color: bool | None) -> None:
     """Show one row of DIR as text, its whole-word groups separated by |.
 
-    Sequence rows are shown piece by piece with their provenance. With --mask, the groups the collator would
-    mask are in [brackets], with what each token became (<MASK>, a random token, or kept).
+    Sequence rows are shown piece by piece with their provenance. With --mask, the groups (or, with --masking
+    ngram|span, the spans of groups) the collator would mask are in [brackets], with what each token became
+    (<MASK>, a random token, or kept).
     """
     from wwm_prep.view.inspect import inspect_row
 
-    text = inspect_row(shards_dir, row, tokenizer=tokenizer, mask=mask, seed=seed, max_tokens=max_tokens)
+    text = inspect_row(shards_dir, row, tokenizer=tokenizer, mask=mask, seed=seed, max_tokens=max_tokens,
+                       masking=masking)
     click.echo(text, color=color)

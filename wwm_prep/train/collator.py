@@ -1,4 +1,5 @@
-"""Whole-word-masking collator: exact BERT-style whole-word masking, vectorised, framework-neutral.
+"""Whole-word-masking collator: exact BERT-style whole-word masking (or n-grams and spans of whole words),
+vectorised, framework-neutral.
 
 ``from wwm_prep import WholeWordMaskCollator`` needs NumPy only. torch is imported only when
 ``return_tensors="pt"`` is asked for (and looked up, never imported, to find the DataLoader worker id).
@@ -7,8 +8,9 @@ A row is a mapping with ``input_ids`` (ints), ``word_starts`` (1 where a token s
 group) and, for packed rows, ``doc_lengths`` (the length of each packed piece, ``<CLS>`` and ``<SEP>``
 included; what remains of the row is padding). NumPy arrays, lists and CPU tensors are all accepted.
 
-This module stacks rows into a padded batch and keeps the random stream's place; the masking steps are in
-``masking``, the budgeted choice in ``selection``, the counter-based random streams in ``randomness`` and the
+This module stacks rows into a padded batch and keeps the random stream's place (and the step a rate schedule is
+read at); the masking steps are in ``masking``, the spans of the n-gram and span modes in ``spans``, the budgeted
+choice in ``selection``, the counter-based random streams in ``randomness``, the schedules in ``schedule`` and the
 checked options in ``options``. See ``docs/collator.md``.
 """
 
@@ -22,13 +24,14 @@ from typing import Any
 import numpy as np
 
 from wwm_prep.core.rows import RowLayout
-from wwm_prep.train.masking import IGNORE_INDEX, mask_batch, varlen_bounds
+from wwm_prep.train.masking import IGNORE_INDEX, Choice, choose, content, mask_batch, varlen_bounds
 from wwm_prep.train.options import LLMJP_V3_SPECIALS, MaskingOptions, check_return_tensors, token_ids
 from wwm_prep.train.randomness import batch_keys
+from wwm_prep.train.schedule import RateSchedule, Schedule
 from wwm_prep.train.selection import select_groups
 
-__all__ = ["WholeWordMaskCollator", "LLMJP_V3_SPECIALS", "IGNORE_INDEX", "MaskingOptions", "select_groups",
-           "varlen_positions"]
+__all__ = ["WholeWordMaskCollator", "LLMJP_V3_SPECIALS", "IGNORE_INDEX", "MaskingOptions", "RateSchedule",
+           "select_groups", "varlen_positions"]
 
 _ROW_KEYS = ("input_ids", "word_starts", "doc_lengths")
 
@@ -47,16 +50,16 @@ def varlen_positions(doc_lengths: Any, seq_len: int) -> tuple[np.ndarray, np.nda
     return position_ids.reshape(layout.rows, seq_len), cu_seqlens, max_seqlen
 
 
-def _current_worker() -> int:
-    """The PyTorch DataLoader worker id, or 0 outside a worker. Never imports torch."""
+def _current_worker() -> tuple[int, int]:
+    """The PyTorch DataLoader worker id and the number of workers, or (0, 1) outside a worker. Never imports torch."""
     torch = sys.modules.get("torch")
     if torch is None:
-        return 0
+        return 0, 1
     try:
         info = torch.utils.data.get_worker_info()
     except Exception:  # torch half-imported or without torch.utils.data
-        return 0
-    return 0 if info is None else int(info.id)
+        return 0, 1
+    return (0, 1) if info is None else (int(info.id), int(info.num_workers))
 
 
 def _as_array(x: Any) -> np.ndarray:
@@ -90,7 +93,8 @@ def _options_as_attributes(cls: type) -> type:
 
 @_options_as_attributes
 class WholeWordMaskCollator:
-    """Exact BERT-style whole-word masking for rows with ``word_starts`` (packed or not).
+    """Exact BERT-style whole-word masking for rows with ``word_starts`` (packed or not), or masking of n-grams
+    or spans of whole words.
 
     Parameters
     ----------
@@ -106,7 +110,14 @@ class WholeWordMaskCollator:
         Random replacements are drawn uniformly from ``range(vocab_size)`` minus ``special_ids``.
     mlm_probability, mask_replace_prob, random_replace_prob:
         The share of maskable tokens chosen, and of the chosen ones the share turned into the mask token and
-        into a random token (the rest stay as they are). 0.15 / 0.8 / 0.1 as in BERT and the recipe.
+        into a random token (the rest stay as they are). 0.15 / 0.8 / 0.1 as in BERT and the recipe. The rate can
+        change between steps: :meth:`set_mlm_probability`, or a schedule (:meth:`set_schedule`).
+    masking:
+        What a choice takes: ``"word"`` one whole-word group (BERT, the default); ``"ngram"`` 1 to ``max_ngram``
+        consecutive groups with probability ∝ 1/n (Megatron-LM); ``"span"`` a span of groups whose length is
+        geometric with ``span_p``, truncated at ``max_span`` (SpanBERT). Spans stay inside a packed piece and
+        between special tokens; the budget is exact in every mode. The 80/10/10 replacement is drawn per token
+        in "word" and "ngram" mode, once per span in "span" mode, as the papers' code does.
     seed, epoch:
         The random stream of a row is derived from ``(seed, epoch, worker id, row index)``; the row index
         counts the rows this collator (in this process) has masked since the last ``set_epoch``.
@@ -144,37 +155,98 @@ class WholeWordMaskCollator:
         pad_to_multiple_of: int | None = 8,
         return_tensors: str = "np",
         return_varlen: bool = True,
+        masking: str = "word",
+        max_ngram: int = 3,
+        span_p: float = 0.2,
+        max_span: int = 10,
     ) -> None:
         self.options = MaskingOptions(
             **token_ids(tokenizer, mask_id=mask_id, pad_id=pad_id, special_ids=special_ids, vocab_size=vocab_size),
             mlm_probability=mlm_probability, mask_replace_prob=mask_replace_prob,
             random_replace_prob=random_replace_prob, per_document_budget=per_document_budget, rule=rule,
             pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors, return_varlen=return_varlen,
+            masking=masking, max_ngram=max_ngram, span_p=span_p, max_span=max_span,
         )
         self.seed = int(seed)
         self.epoch = int(epoch)
         self.rows_seen = 0
+        self.batches_seen = 0
+        self.schedule: RateSchedule | None = None
+        self.first_step = 0  # the step the current epoch's first batch is used for
+        self.batches_per_step = 1  # gradient accumulation
 
     # ------------------------------------------------------------------ state
 
-    def set_epoch(self, epoch: int) -> None:
-        """Start the random streams of ``epoch`` (and restart the row counter)."""
-        self.epoch = int(epoch)
-        self.rows_seen = 0
+    def set_epoch(self, epoch: int, step: int | None = None) -> None:
+        """Start the random streams of ``epoch`` (and restart the row counter).
 
-    def trainer_callback(self) -> Any:
-        """A ``transformers.TrainerCallback`` that calls :meth:`set_epoch` at the start of every epoch."""
+        ``step`` is the optimizer step the epoch's first batch is used for, where a schedule is read. None counts
+        on from the batches this object has masked itself, which is right only when no DataLoader worker makes
+        them: workers' counts never come back to the main process, so loops with workers pass the step.
+        """
+        if step is None:
+            step = self.first_step + -(-self.batches_seen // self.batches_per_step)
+        self.epoch = int(epoch)
+        self.first_step = int(step)
+        self.rows_seen = 0
+        self.batches_seen = 0
+
+    def set_mlm_probability(self, mlm_probability: float) -> None:
+        """Mask this share from the next batch on (checked).
+
+        A plain setter: it changes this object only. DataLoader workers hold copies made when an iterator is
+        created (every epoch, unless ``persistent_workers=True``: never again), so a change reaches them at the
+        next ``iter(loader)`` at the earliest. To change the rate within an epoch, set a schedule.
+        """
+        if self.schedule is not None:
+            raise ValueError("this collator follows a schedule: set_schedule(None) first")
+        self.mlm_probability = mlm_probability
+
+    def set_schedule(self, schedule: Schedule | None, batches_per_step: int = 1) -> None:
+        """Follow a rate schedule: ``[(0, 0.30), (100_000, 0.15)]`` or a function from step to rate (None: stop).
+
+        Each batch's step is worked out where the batch is made: the step its epoch started at
+        (:meth:`set_epoch`) plus the batches made since, divided by ``batches_per_step`` (gradient
+        accumulation). In a DataLoader worker, worker ``w`` of ``n`` makes batches ``w``, ``w + n``, … of the
+        epoch, so it knows each batch's number without being told; the rate, like the masks, is a function of
+        the batch's place in the stream. The schedule must be set before the DataLoader's iterator is created.
+        """
+        self.schedule = None if schedule is None else RateSchedule(schedule)
+        self.batches_per_step = int(batches_per_step)
+        if self.batches_per_step < 1:
+            raise ValueError("batches_per_step must be a positive integer")
+
+    def mlm_probability_at(self, step: int | None) -> float:
+        """The rate of a batch used for optimizer step ``step``: the schedule's, or ``mlm_probability``."""
+        if self.schedule is None:
+            return self.mlm_probability
+        if step is None:
+            raise ValueError("this collator follows a schedule: pass the batch's step")
+        return self.schedule(step)
+
+    def trainer_callback(self, schedule: Schedule | None = None) -> Any:
+        """A ``transformers.TrainerCallback`` that calls :meth:`set_epoch` at the start of every epoch with the
+        Trainer's global step, before the epoch's DataLoader iterator (and its workers) is created.
+
+        With ``schedule`` (see :meth:`set_schedule`), the collator follows it at every batch's own step, through
+        the Trainer's gradient accumulation and in DataLoader workers too.
+        """
         import math
 
         from transformers import TrainerCallback
 
         collator = self
+        if schedule is not None:
+            self.set_schedule(schedule)
 
-        class _SetCollatorEpoch(TrainerCallback):
+        class _FollowTrainer(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+                collator.batches_per_step = int(args.gradient_accumulation_steps)
+
             def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-                collator.set_epoch(int(math.floor((state.epoch or 0.0) + 1e-6)))
+                collator.set_epoch(int(math.floor((state.epoch or 0.0) + 1e-6)), step=state.global_step)
 
-        return _SetCollatorEpoch()
+        return _FollowTrainer()
 
     def __repr__(self) -> str:
         return (
@@ -182,8 +254,10 @@ class WholeWordMaskCollator:
             f"special_ids={list(self.special_ids)}, vocab_size={self.vocab_size}, "
             f"mlm_probability={self.mlm_probability}, mask_replace_prob={self.mask_replace_prob}, "
             f"random_replace_prob={self.random_replace_prob}, seed={self.seed}, epoch={self.epoch}, "
-            f"per_document_budget={self.per_document_budget}, rule={self.rule!r}, "
-            f"pad_to_multiple_of={self.pad_to_multiple_of}, return_tensors={self.return_tensors!r})"
+            f"per_document_budget={self.per_document_budget}, rule={self.rule!r}, masking={self.masking!r}, "
+            f"max_ngram={self.max_ngram}, span_p={self.span_p}, max_span={self.max_span}, "
+            f"pad_to_multiple_of={self.pad_to_multiple_of}, return_tensors={self.return_tensors!r}, "
+            f"schedule={self.schedule!r})"
         )
 
     # ------------------------------------------------------------------ entry points
@@ -192,10 +266,12 @@ class WholeWordMaskCollator:
         """Collate and mask a batch: a list of rows (mappings), or a mapping of batched columns."""
         n_rows = len(features["input_ids"]) if isinstance(features, Mapping) else len(features)
         first_row = self.rows_seen
+        worker, n_workers = _current_worker()
+        step = self.first_step + (self.batches_seen * n_workers + worker) // self.batches_per_step
         self.rows_seen += n_rows
-        return self.collate(
-            features, epoch=self.epoch, worker=_current_worker(), first_row=first_row, return_tensors=return_tensors
-        )
+        self.batches_seen += 1
+        return self.collate(features, epoch=self.epoch, worker=worker, first_row=first_row, step=step,
+                            return_tensors=return_tensors)
 
     def collate(
         self,
@@ -204,26 +280,42 @@ class WholeWordMaskCollator:
         epoch: int | None = None,
         worker: int = 0,
         first_row: int = 0,
+        step: int | None = None,
         return_tensors: str | None = None,
     ) -> dict[str, Any]:
         """Like ``__call__`` with the random stream given explicitly; keeps no state.
 
-        Row ``i`` of the batch uses the stream of ``(seed, epoch, worker, first_row + i)``.
+        Row ``i`` of the batch uses the stream of ``(seed, epoch, worker, first_row + i)``; with a schedule, the
+        batch is masked at the rate of ``step``.
         """
         rt = check_return_tensors(return_tensors or self.return_tensors)
-        rows = _rows(features)
-        id_rows, ws_rows = _columns(rows)
-        ids, word_starts, lengths = self._pad(id_rows, ws_rows)
-        layout = _layout(rows, id_rows, lengths, ids.shape[1], self.pad_id)
-        keys = batch_keys(self.seed, self.epoch if epoch is None else epoch, worker, first_row, *ids.shape)
-        out = mask_batch(self.options, ids, word_starts, lengths, layout, keys)
+        ids, word_starts, lengths, layout, keys = self._stream_batch(features, epoch, worker, first_row)
+        out = mask_batch(self.options, ids, word_starts, lengths, layout, keys, self.mlm_probability_at(step))
         if rt == "pt":
             import torch
 
             out = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in out.items()}
         return out
 
+    def choice(self, features: Any, *, epoch: int | None = None, worker: int = 0, first_row: int = 0,
+               step: int | None = None) -> Choice:
+        """What :meth:`collate` with the same arguments chooses: the candidates (whole-word groups, or spans of
+        them), the order they were visited in and those taken; for inspecting and testing a masking mode."""
+        ids, word_starts, lengths, layout, keys = self._stream_batch(features, epoch, worker, first_row)
+        valid, segments = content(lengths, layout, ids.shape[1])
+        return choose(self.options, ids, word_starts, valid, segments, keys, self.mlm_probability_at(step))
+
     # ------------------------------------------------------------------ collation
+
+    def _stream_batch(self, features: Any, epoch: int | None, worker: int,
+                      first_row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, RowLayout | None, np.ndarray]:
+        """The padded ids and word starts, the rows' lengths, their layout and their random streams."""
+        rows = _rows(features)
+        id_rows, ws_rows = _columns(rows)
+        ids, word_starts, lengths = self._pad(id_rows, ws_rows)
+        layout = _layout(rows, id_rows, lengths, ids.shape[1], self.pad_id)
+        keys = batch_keys(self.seed, self.epoch if epoch is None else epoch, worker, first_row, *ids.shape)
+        return ids, word_starts, lengths, layout, keys
 
     def _pad(self, id_rows: list[np.ndarray], ws_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows padded to the longest, rounded up to ``pad_to_multiple_of``; and the rows' own lengths."""

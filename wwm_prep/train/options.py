@@ -16,6 +16,7 @@ import numpy as np
 
 from wwm_prep.core.specials import LLMJP_V3_IDS, LLMJP_V3_VOCAB_SIZE
 from wwm_prep.train.selection import check_rule
+from wwm_prep.train.spans import check_masking, length_pmf, length_thresholds
 
 #: Special ids of the llm-jp v3 tokenizer (v3.0b1 / v3.1: every id of its special pieces) and its vocabulary
 #: size (v3.0b1), used when the collator is built without a tokenizer.
@@ -78,7 +79,7 @@ def _optional_int(value: Any) -> int | None:
 _CONVERT: dict[str, Callable[[Any], Any]] = {
     "mask_id": int, "pad_id": int, "vocab_size": int, "mlm_probability": float, "mask_replace_prob": float,
     "random_replace_prob": float, "per_document_budget": bool, "pad_to_multiple_of": _optional_int,
-    "return_varlen": bool,
+    "return_varlen": bool, "max_ngram": int, "span_p": float, "max_span": int,
 }
 
 
@@ -101,11 +102,17 @@ class MaskingOptions:
     pad_to_multiple_of: int | None = 8
     return_tensors: str = "np"
     return_varlen: bool = True
+    masking: str = "word"
+    max_ngram: int = 3
+    span_p: float = 0.2
+    max_span: int = 10
     #: With special ids 0..k-1 (llm-jp: 0..7), "maskable" is one comparison, ``id >= special_below``.
     special_below: int | None = field(init=False, repr=False, compare=False)
     special_array: np.ndarray = field(init=False, repr=False, compare=False)
     #: The ids random replacements are drawn from: the vocabulary minus the special ids.
     random_pool: np.ndarray = field(init=False, repr=False, compare=False)
+    #: Cut points that turn uniform 64-bit draws into the mode's span lengths (``spans.length_thresholds``).
+    span_thresholds: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._check()
@@ -121,6 +128,11 @@ class MaskingOptions:
         object.__setattr__(self, "random_pool", np.flatnonzero(keep).astype(np.int64))
         if self.random_replace_prob > 0 and self.random_pool.size == 0:
             raise ValueError("no non-special token to draw random replacements from")
+        object.__setattr__(self, "span_thresholds", length_thresholds(self.span_lengths()))
+
+    def span_lengths(self) -> np.ndarray:
+        """P(a span has n whole-word groups), n = 1, 2, …, for this mode and its parameters."""
+        return length_pmf(self.masking, self.max_ngram, self.span_p, self.max_span)
 
     def _check(self) -> None:
         if self.mask_id is None:
@@ -135,6 +147,11 @@ class MaskingOptions:
             raise ValueError("mask_replace_prob + random_replace_prob must not exceed 1")
         check_return_tensors(self.return_tensors)
         check_rule(self.rule)
+        check_masking(self.masking)
+        if int(self.max_ngram) < 1 or int(self.max_span) < 1:
+            raise ValueError("max_ngram and max_span must be positive integers")
+        if not 0.0 < self.span_p <= 1.0:
+            raise ValueError("span_p must lie in (0, 1]")
         if self.pad_to_multiple_of is not None and int(self.pad_to_multiple_of) < 1:
             raise ValueError("pad_to_multiple_of must be a positive integer or None")
 

@@ -17,8 +17,9 @@ _NP_M1 = np.uint64(_M1)
 _NP_M2 = np.uint64(_M2)
 _SH30, _SH27, _SH31 = np.uint64(30), np.uint64(27), np.uint64(31)
 
-#: Purposes: one independent value per (row, position, purpose).
-SALT_GROUP, SALT_ACTION, SALT_RANDOM_ID = 0, 1, 2
+#: Purposes: one independent value per (row, position, purpose). SALT_SPAN draws the span lengths of the
+#: "ngram" and "span" masking modes.
+SALT_GROUP, SALT_ACTION, SALT_RANDOM_ID, SALT_SPAN = 0, 1, 2, 3
 #: Positions are spaced by this many purposes, so the streams of a row never overlap.
 _PURPOSES = 4
 

@@ -3,15 +3,15 @@
 Each whole-word group is decoded on its own (its pieces' bytes joined, so the byte pieces of one character stay
 together) and groups are separated by `|`: `東北|大学|の|研究|者`. Whitespace is made visible. Sequence rows are
 shown piece by piece, each between its `<CLS>` and `<SEP>` with its provenance. With `--mask`, the collator
-masks the row and the groups it chose are shown in brackets (and coloured in a terminal), with what each of
-their tokens became.
+masks the row and what it chose is shown in brackets (and coloured in a terminal), with what each of the tokens
+became: whole-word groups, or with `--masking ngram|span` spans of them (`[東北|大学]`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -150,39 +150,69 @@ def visible(text: str, style: bool = False, breaks: bool = True) -> str:
 @dataclass(frozen=True)
 class Masking:
     seed: int
+    mode: str  # the collator's masking mode
+    mode_text: str  # the mode and its parameters, in words
     chosen: np.ndarray  # bool[row length]: positions the collator picked (labels != -100)
     became: np.ndarray  # int64[row length]: the ids after masking
+    spans: list[tuple[int, int]]  # [start, end) of each chosen group or span, by position
+    groups: int  # the whole-word groups in them
     mask_id: int
     maskable: int
     mlm_probability: float
 
+    def edges(self) -> np.ndarray:
+        """bool[row length + 1]: the positions where a chosen group or span starts or ends."""
+        edges = np.zeros(len(self.chosen) + 1, dtype=bool)
+        edges[[p for span in self.spans for p in span]] = True
+        return edges
 
-def mask_row(row: Row, tok: Tokenizer, seed: int) -> Masking:
+
+def describe_mode(collator: Any) -> str:
+    """The collator's masking mode and its parameters, for the masking header: which paper's masking this is."""
+    if collator.masking == "ngram":
+        return f"ngram (Megatron-LM: 1–{collator.max_ngram} whole words, weights 1/n)"
+    if collator.masking == "span":
+        return (f"span (SpanBERT: geometric lengths in whole words, p {collator.span_p}, at most {collator.max_span}; "
+                "80/10/10 per span)")
+    return "word (BERT: whole words)"
+
+
+def mask_row(row: Row, tok: Tokenizer, seed: int, masking: str = "word") -> Masking:
     """What the collator does to this row: seed `seed`, epoch 0, worker 0, and the row's index as its place in
     the stream (as in an unshuffled first epoch read by one worker)."""
     from wwm_prep.train.collator import IGNORE_INDEX, WholeWordMaskCollator
 
-    collator = WholeWordMaskCollator(tok.sp, seed=seed, pad_to_multiple_of=None)
+    collator = WholeWordMaskCollator(tok.sp, seed=seed, pad_to_multiple_of=None, masking=masking)
     features: dict[str, Any] = {"input_ids": row.input_ids, "word_starts": row.word_starts}
     if row.kind == "sequences":
         features["doc_lengths"] = np.asarray(row.columns["doc_lengths"], dtype=np.int64)
-    out = collator.collate([features], epoch=0, worker=0, first_row=row.index)
+    stream = {"epoch": 0, "worker": 0, "first_row": row.index}
+    out = collator.collate([features], **stream)
+    choice = collator.choice([features], **stream)
+    taken = np.sort(choice.taken)  # candidates are in position order
+    starts = choice.candidates.starts[taken]
+    words = choice.candidates.words
     n = len(row.input_ids)
     labels = out["labels"][0, :n]
     content = row.layout().content() if row.kind == "sequences" else np.ones(n, dtype=bool)
     maskable = int(np.count_nonzero(content & ~np.isin(row.input_ids, collator.special_ids)))
-    return Masking(seed, labels != IGNORE_INDEX, out["input_ids"][0, :n].copy(), collator.mask_id, maskable,
+    return Masking(seed, collator.masking, describe_mode(collator), labels != IGNORE_INDEX,
+                   out["input_ids"][0, :n].copy(),
+                   list(zip(starts.tolist(), (starts + choice.candidates.sizes[taken]).tolist())),
+                   len(taken) if words is None else int(words[taken].sum()), collator.mask_id, maskable,
                    collator.mlm_probability)
 
 
 # ---------------------------------------------------------------------------------------------- rendering
 
 
-@dataclass(frozen=True)
-class Group:
+@dataclass
+class Span:
+    """A chosen group or span as it is rendered."""
+
     start: int  # position in the row
-    end: int
-    text: str  # decoded, raw (not yet made visible)
+    end: int = -1  # one past its last token, once rendered
+    parts: list[str] = field(default_factory=list)  # its text in each of the shown groups, raw (not made visible)
 
 
 class Renderer:
@@ -190,9 +220,11 @@ class Renderer:
         self.row = row
         self.decoder = decoder
         self.masking = masking
+        self.edges = None if masking is None else masking.edges()
         self.limit = max_tokens if max_tokens > 0 else len(row.input_ids)
         self.shown = 0  # tokens rendered so far
-        self.masked_groups: list[Group] = []
+        self.masked: list[Span] = []  # the chosen spans rendered whole
+        self.open: Span | None = None  # the chosen span being rendered
 
     def span(self, start: int, end: int, document_start: bool) -> tuple[str, bool]:
         """Text of the content tokens [start, end) with its groups marked; False if cut short by --max-tokens."""
@@ -206,26 +238,41 @@ class Renderer:
         out: list[str] = []
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             if self.shown >= self.limit:
+                if self.open is not None:  # cut short: closed, not listed
+                    out.append(click.style("]", **STYLE_MASKED))
+                    self.open = None
                 return "".join(out), False
             out.append(self.group(start, a, b, parts))
             self.shown += b - a
         return "".join(out), True
 
     def group(self, offset: int, a: int, b: int, parts: list[bytes]) -> str:
-        sep = click.style(SEPARATOR, **STYLE_SEPARATOR) if a > 0 else ""
+        """One shown group; a chosen span may start, end or go on in it (a span of several groups keeps their
+        `|` inside its brackets)."""
+        sep = click.style(SEPARATOR, **(STYLE_MASKED if self.open else STYLE_SEPARATOR)) if a > 0 else ""
         if self.masking is None:
             return sep + visible(self.decoder.text(parts[a:b]), style=True)
-        chosen = self.masking.chosen[offset + a : offset + b]
-        # runs of chosen / not chosen tokens (a group is chosen whole; runs differ only around an <unk>)
-        cuts = np.flatnonzero(np.diff(chosen.astype(np.int8))) + 1
+        chosen = self.masking.chosen
+        # runs between the edges of chosen spans (a collator group is chosen whole; several can share a shown
+        # group only around a special token such as <unk>)
+        cuts = (np.flatnonzero(self.edges[offset + a + 1 : offset + b]) + 1).tolist()
         out = [sep]
-        for x, y in zip([0, *cuts.tolist()], [*cuts.tolist(), b - a]):
+        for x, y in zip([0, *cuts], [*cuts, b - a]):
             text = self.decoder.text(parts[a + x : a + y])
-            if chosen[x]:
-                self.masked_groups.append(Group(offset + a + x, offset + a + y, text))
-                out.append(click.style(f"[{visible(text)}]", **STYLE_MASKED))
-            else:
+            at = offset + a + x
+            if not chosen[at]:
                 out.append(visible(text, style=True))
+                continue
+            if self.open is None:
+                self.open = Span(at)
+                out.append(click.style("[", **STYLE_MASKED))
+            self.open.parts.append(text)
+            out.append(click.style(visible(text), **STYLE_MASKED))
+            if self.edges[offset + a + y]:
+                self.open.end = offset + a + y
+                self.masked.append(self.open)
+                self.open = None
+                out.append(click.style("]", **STYLE_MASKED))
         return "".join(out)
 
 
@@ -310,17 +357,18 @@ def _mask_table(row: Row, decoder: Decoder, masking: Masking, r: Renderer) -> li
     n_mask = int(np.count_nonzero(became == masking.mask_id))
     n_kept = int(np.count_nonzero(became == labels))
     n_random = len(chosen) - n_mask - n_kept
-    previous = np.concatenate([[False], masking.chosen[:-1]])
-    all_groups = int(np.count_nonzero(masking.chosen & (row.word_starts.astype(bool) | ~previous)))
+    unit = "group" if masking.mode == "word" else "span"
+    where = (f"{masking.groups:,} groups" if masking.mode == "word" else
+             f"{len(masking.spans):,} spans of {masking.groups:,} groups")
     lines = [
-        click.style(f"masking: the collator with seed {masking.seed}, epoch 0, this row as row {row.index:,} of the "
-                    "stream (an unshuffled first epoch, one worker)", **STYLE_HEADER),
+        click.style(f"masking: {masking.mode_text}; the collator with seed {masking.seed}, epoch 0, this row as row "
+                    f"{row.index:,} of the stream (an unshuffled first epoch, one worker)", **STYLE_HEADER),
         f"  {len(chosen):,} of {masking.maskable:,} maskable tokens chosen "
         f"({100 * len(chosen) / max(masking.maskable, 1):.1f} %; mlm_probability {masking.mlm_probability}) in "
-        f"{all_groups:,} groups: {n_mask:,} → {MASK}, {n_random:,} → a random token, {n_kept:,} kept",
-        "  positions  group  →  each token: label piece → what it became",
+        f"{where}: {n_mask:,} → {MASK}, {n_random:,} → a random token, {n_kept:,} kept",
+        f"  positions  {unit}  →  each token: label piece → what it became",
     ]
-    for g in r.masked_groups:
+    for g in r.masked:
         outcomes = []
         for pos in range(g.start, g.end):
             label, new = int(row.input_ids[pos]), int(masking.became[pos])
@@ -332,19 +380,19 @@ def _mask_table(row: Row, decoder: Decoder, masking: Masking, r: Renderer) -> li
                 what = f"random {decoder.piece(new)}"
             outcomes.append(f"{decoder.piece(label)}→{what}")
         span = f"{g.start}" if g.end - g.start == 1 else f"{g.start}–{g.end - 1}"
-        marked = click.style("[" + visible(g.text, breaks=False) + "]", **STYLE_MASKED)
-        lines.append(f"  {span:>9}  {marked}  {'  '.join(outcomes)}")
-    hidden = all_groups - len(r.masked_groups)
+        text = SEPARATOR.join(visible(part, breaks=False) for part in g.parts)
+        lines.append(f"  {span:>9}  {click.style('[' + text + ']', **STYLE_MASKED)}  {'  '.join(outcomes)}")
+    hidden = len(masking.spans) - len(r.masked)
     if hidden > 0:
-        lines.append(f"  … {hidden:,} more masked group(s) beyond --max-tokens")
+        lines.append(f"  … {hidden:,} more masked {unit}(s) beyond --max-tokens")
     return lines
 
 
 def inspect_row(directory: Path, row: int = 0, *, tokenizer: Path | None = None, mask: bool = False, seed: int = 0,
-                max_tokens: int = DEFAULT_MAX_TOKENS) -> str:
+                max_tokens: int = DEFAULT_MAX_TOKENS, masking: str = "word") -> str:
     shards = open_shards(directory)
     tok, line = shard_tokenizer(shards, tokenizer, required=True)
     assert tok is not None
     the_row = read_row(shards, row)
-    masking = mask_row(the_row, tok, seed) if mask else None
-    return render(the_row, tok, line, masking=masking, max_tokens=max_tokens)
+    shown = mask_row(the_row, tok, seed, masking) if mask else None
+    return render(the_row, tok, line, masking=shown, max_tokens=max_tokens)
