@@ -96,3 +96,35 @@ def test_mistaken_options_are_answered_before_the_dictionary_loads(tmp_path: Pat
     code, output = run("segment", kaken, "--out", str(made), "--dict", "tiny-ja", "--tokenizer", other_model,
                        "--split-lines")
     assert code == 2 and "(split_lines: False → True)" in output and "another configuration" in output
+
+
+def test_plot_paths_are_checked_before_counting_and_the_real_path_is_printed(tmp_path: Path) -> None:
+    import pytest
+
+    pytest.importorskip("matplotlib")
+    docs = tmp_path / "docs"
+    assert run("segment", str(SAMPLE / "ja" / "kaken"), "--out", str(docs), "--dict", "tiny-ja")[0] == 0
+    code, output = run("stats", str(docs), "--plot", str(tmp_path / "out.txt"))
+    assert code == 2 and ".png, .svg, .pdf" in output and "Traceback" not in output
+    (tmp_path / "file").write_text("x")
+    code, output = run("stats", str(docs), "--plot", str(tmp_path / "file" / "x.png"))
+    assert code == 2 and "is a file, not a directory" in output and "Traceback" not in output
+    code, output = run("stats", str(docs), "--plot", str(tmp_path / "myplot"))
+    assert code == 0 and f"plot → {tmp_path / 'myplot.png'}" in output and (tmp_path / "myplot.png").is_file()
+
+
+def test_not_found_says_not_found_and_a_raw_corpus_points_to_segment(tmp_path: Path) -> None:
+    code, output = run("stats", str(tmp_path / "sequnces"))
+    assert code == 2 and "does not exist" in output
+    code, output = run("pack", str(tmp_path / "documets"), "--out", str(tmp_path / "o"), "--seq-len", "256")
+    assert code == 2 and "does not exist" in output
+    code, output = run("pack", str(SAMPLE), "--out", str(tmp_path / "o"), "--seq-len", "256")
+    assert code == 2 and "holds corpus files, not shards" in output and "wwm-prep prepare" in output
+
+
+def test_a_file_named_zst_that_is_not_zstd_is_named_once_as_such(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus" / "ja" / "ja_wiki"
+    corpus.mkdir(parents=True)
+    (corpus / "train_0.jsonl.zst").write_bytes(b'{"text": "plain"}\n')
+    code, output = run("segment", str(tmp_path / "corpus"), "--out", str(tmp_path / "docs"), "--dict", "tiny-ja")
+    assert code == 1 and output.count("not a zstd file, although named .zst") == 1 and "Traceback" not in output

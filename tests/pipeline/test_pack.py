@@ -349,7 +349,7 @@ def test_parse_subset_weights() -> None:
 def test_refuses_bad_input_clearly(tmp_path: Path, plain: int) -> None:
     docs = write_documents(tmp_path / "docs", {"kaken": [doc(10, plain)]})
     cases = [
-        (dict(docs_dir=tmp_path / "none", seq_len=128), "no manifest.json"),
+        (dict(docs_dir=tmp_path / "none", seq_len=128), "none does not exist"),
         (dict(seq_len=63), "at least 64"),
         (dict(seq_len=128, strategy="first-fit"), "--strategy"),
         (dict(seq_len=128, subset_weights={"ja_cc": 1}), "documents hold kaken"),

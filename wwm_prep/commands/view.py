@@ -27,12 +27,13 @@ def stats(shards_dir: Path, as_json: bool, plot: Path | None, tokenizer: Path | 
     """
     import json
 
-    from wwm_prep.view.plot import plot_stats, require_matplotlib
+    from wwm_prep.view.plot import plot_path, plot_stats, require_matplotlib
     from wwm_prep.view.report import format_stats
     from wwm_prep.view.stats import compute_stats
 
     if plot is not None:
         require_matplotlib()  # fail before the long part
+        plot = plot_path(plot)
     result = compute_stats(shards_dir, tokenizer=tokenizer)
     click.echo(json.dumps(result.summary, ensure_ascii=False, indent=2) if as_json else format_stats(result.summary))
     if plot is not None:

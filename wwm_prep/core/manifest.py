@@ -18,7 +18,7 @@ from wwm_prep import __version__
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import read_json, write_json_atomic
 from wwm_prep.core.resources import resource
-from wwm_prep.core.storage import location, sha256_of
+from wwm_prep.core.storage import location, remote_errors, sha256_of
 
 MANIFEST = "manifest.json"
 _JSON_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float),
@@ -142,10 +142,12 @@ class Manifest(ABC):
     @classmethod
     def read(cls: type[M], directory: Path) -> M:
         """The manifest of `directory`, or a WwmPrepError that says what is wrong and which command makes one."""
-        path = location(directory) / MANIFEST
+        directory = location(directory)
+        path = directory / MANIFEST
         made_by = f"give a directory written by `wwm-prep {cls.stage()}`"
-        if not path.is_file():
-            raise WwmPrepError(f"{directory}: no {MANIFEST} here; {made_by}")
+        with remote_errors(directory):
+            if not path.is_file():
+                raise WwmPrepError(_why_no_manifest(directory, made_by))
         data = read_json(path)
         if not isinstance(data, dict):
             raise WwmPrepError(f"{path} cannot be read as JSON; {made_by}")
@@ -166,6 +168,19 @@ class Manifest(ABC):
 
     def write(self, directory: Path) -> None:
         write_json_atomic(Path(directory) / MANIFEST, self.to_dict())
+
+
+def _why_no_manifest(directory: Any, made_by: str) -> str:
+    """The likeliest reason a directory has no manifest, and what to run instead."""
+    if not directory.exists():
+        return f"{directory} does not exist; {made_by}"
+    if not directory.is_dir():
+        return f"{directory} is a file, not a directory; {made_by}"
+    if (directory / "ja").is_dir() or any(p.name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst"))
+                                          for p in directory.iterdir()):
+        return (f"{directory} holds corpus files, not shards: run `wwm-prep segment {directory} --out DOCS` first, "
+                f"or `wwm-prep prepare {directory} --out OUT --seq-len 8192` for both steps")
+    return f"{directory}: no {MANIFEST} here; {made_by}"
 
 
 def manifest_sha256(directory: Path) -> str:

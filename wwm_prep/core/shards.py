@@ -197,7 +197,9 @@ def open_shards(directory: Path) -> ShardSet:
     their metadata."""
     directory = location(directory)
     with remote_errors(directory):
-        is_dir = directory.is_dir()
+        is_dir, exists = directory.is_dir(), directory.exists()
+    if not exists:
+        raise WwmPrepError(f"{directory} does not exist (give a directory written by `wwm-prep segment` or `pack`)")
     if not is_dir:
         raise WwmPrepError(f"{directory}: not a directory (give one written by `wwm-prep segment` or `pack`)")
     paths = sorted(p for p in directory.glob("*.arrow") if not p.name.startswith("."))

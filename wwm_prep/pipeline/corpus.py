@@ -235,6 +235,10 @@ class RecordReader:
                     line = line.rstrip(b"\r\n")
                     if line.strip():
                         yield parse_record(line_no, line)
-        except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+        except zstandard.ZstdError as exc:
+            if "Unknown frame descriptor" in str(exc):
+                raise UnreadableFile("not a zstd file, although named .zst (its first bytes are no zstd frame)") from exc
+            raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+        except (OSError, EOFError, zlib.error) as exc:
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
 

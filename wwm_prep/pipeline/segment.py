@@ -370,9 +370,8 @@ def _run_units(stage: SegmentStage, executor: Executor, todo: list[InputFile], s
         for unit in changed:
             display.write(f"redo {unit.source}: it has changed since its shard was made")
         for report in executor.run(stage, todo):
-            if "error" in report:
+            if "error" in report:  # named once, in the summary, with the other failures
                 failed.append(report)
-                display.write(f"FAILED {report['source']}: {report['error']}")
                 continue
             if "held_by" in report:
                 display.write(f"skip {report['source']}: being done by {report['held_by']}")

@@ -124,6 +124,23 @@ def _pieces_panel(ax: Any, summary: dict[str, Any], packing: Packing) -> None:
     ax.set_ylabel("rows")
 
 
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def plot_path(path: Path) -> Path:
+    """Where a plot will really be written, checked before any counting: a known image format (a bare name gets
+    .png, as matplotlib would add it) in a directory that is one, or can be made."""
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise WwmPrepError(f"--plot {path}: write a {', '.join(PLOT_FORMATS)} file (the format follows the name)")
+    blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
+    if path.is_dir() or (blocker is not None and not blocker.is_dir()):
+        raise WwmPrepError(f"--plot {path}: {blocker if not path.is_dir() else path} is "
+                           f"{'a directory' if path.is_dir() else 'a file, not a directory'}")
+    return path
+
+
 def plot_stats(stats: Stats, path: Path) -> None:
     """Histograms a person reads without the code: titled, axes labelled with units."""
     require_matplotlib()
