@@ -118,6 +118,13 @@ def test_segment_and_pack_on_s3_give_the_bytes_of_a_local_run(s3: s3fs.S3FileSys
 
     code, output = run("stats", f"s3://{BUCKET}/seq")
     assert code == 0, output
+    code, output = run("inspect", f"s3://{BUCKET}/seq", "--row", "1", "--mask")
+    assert code == 0 and "|" in output, output
+    local = run("inspect", str(local_seq), "--row", "1", "--mask")[1]
+    def body(text: str) -> list[str]:  # the same row, masked the same; the header lines name places
+        return [line for line in text.splitlines() if not line.startswith(("tokenizer", "shard", "file", "row "))]
+
+    assert body(output) == body(local)
 
 
 def test_a_killed_s3_run_is_completed_by_a_rerun(s3: s3fs.S3FileSystem, ja_sample: Path,
