@@ -128,3 +128,19 @@ def test_a_file_named_zst_that_is_not_zstd_is_named_once_as_such(tmp_path: Path)
     (corpus / "train_0.jsonl.zst").write_bytes(b'{"text": "plain"}\n')
     code, output = run("segment", str(tmp_path / "corpus"), "--out", str(tmp_path / "docs"), "--dict", "tiny-ja")
     assert code == 1 and output.count("not a zstd file, although named .zst") == 1 and "Traceback" not in output
+
+
+def test_waits_say_what_they_wait_for(tmp_path: Path) -> None:
+    import io
+
+    from wwm_prep.pipeline.progress import Elapsed
+
+    stream = io.StringIO()
+    with Elapsed("loading dictionary tiny-ja (mecab-text)", stream=stream):
+        time.sleep(0.05)
+    assert stream.getvalue().startswith("loading dictionary tiny-ja (mecab-text)…")
+    assert "… done in 0." in stream.getvalue()
+    code, output = run("segment", str(SAMPLE / "ja" / "kaken"), "--out", str(tmp_path / "d"), "--dict", "tiny-ja")
+    assert code == 0 and "loading dictionary tiny-ja (mecab-text)… done in" in output
+    code, output = run("dict", "info", "tiny-ja")
+    assert code == 0 and output.startswith("loading tiny-ja to measure its load time and memory…")

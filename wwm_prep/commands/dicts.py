@@ -62,9 +62,12 @@ def dict_info(name_or_path: str, cache_dir: Path | None) -> None:
     from wwm_prep.text import registry as dict_registry
     from wwm_prep.text.dictionary import load_dictionary
 
+    from wwm_prep.pipeline.progress import Elapsed
+
     known = {e.name: e for e in dict_registry.entries()}
     started = time.perf_counter()
-    dic = load_dictionary(name_or_path, cache_dir)
+    with Elapsed(f"loading {name_or_path} to measure its load time and memory"):
+        dic = load_dictionary(name_or_path, cache_dir)
     seconds = time.perf_counter() - started
     rows = [("name", dic.name), ("format", dic.format), ("source", str(dic.source)),
             ("size on disk", f"{sum(p.stat().st_size for p in dic.files) / 1e6:,.1f} MB"), ("sha256", dic.sha256)]

@@ -107,3 +107,35 @@ class ProgressDisplay:
 
     def __exit__(self, *_: Any) -> None:
         self.close()
+
+
+class Elapsed:
+    """A wait with no counter to show (a dictionary's conversion and loading): in a terminal the seconds so far,
+    redrawn each second; elsewhere a line before and one with the time taken after."""
+
+    def __init__(self, label: str, *, stream: TextIO | None = None, quiet: bool = False):
+        self.label, self.quiet = label, quiet
+        self.stream = stream or sys.stderr
+        self._done = threading.Event()
+        self._started = 0.0
+
+    def __enter__(self) -> Elapsed:
+        self._started = time.perf_counter()
+        if not self.quiet:
+            self.stream.write(f"{self.label}…")
+            self.stream.flush()
+            if self.stream.isatty():
+                threading.Thread(target=self._tick, daemon=True).start()
+        return self
+
+    def _tick(self) -> None:
+        while not self._done.wait(1.0):
+            self.stream.write(f"\r{self.label}… {time.perf_counter() - self._started:.0f} s")
+            self.stream.flush()
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self._done.set()
+        if not self.quiet:
+            outcome = "failed" if exc_type is not None else "done"
+            self.stream.write(f"\r{self.label}… {outcome} in {time.perf_counter() - self._started:.1f} s\n")
+            self.stream.flush()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from wwm_prep.core.storage import Output, identity, local_copy, location, sha256
 from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
 from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
-from wwm_prep.pipeline.progress import Counters, ProgressDisplay
+from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
 from wwm_prep.text.dictionary import Dictionary, DictionaryFiles, locate_dictionary
 from wwm_prep.text.registry import cache_dir
 from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
@@ -345,9 +344,10 @@ def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfi
     doc_config = _document_config(*located, config.split_lines)
     try:
         _claim_output(out, doc_config, config)  # a mistake is answered before the dictionary's slow load
-        if not quiet:
-            print(f"loading dictionary {located[0].name} ({located[0].format})…", file=sys.stderr, flush=True)
-        stage.prepare(located)
+        found = located[0]
+        first_use = ", converted for vibrato on first use" if found.format == "mecab-binary" else ""
+        with Elapsed(f"loading dictionary {found.name} ({found.format}{first_use})", quiet=quiet):
+            stage.prepare(located)
         found = {u.unit: _completed(out, u, config.verify_inputs) for u in files}
         reports = {name: report for name, (report, _) in found.items() if report is not None}
         todo = [u for u in mine if u.unit not in reports]
