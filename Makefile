@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 .PHONY: demo test bench clean
 
 $(STAMP): pyproject.toml
+	@echo "setting up $(VENV): wwm-prep and its dependencies (first run only; about a minute)…"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,plot]'
@@ -20,6 +21,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_segment.py
+	$(BIN)/python benchmarks/tech_corpus.py build/tech-corpus
+	$(BIN)/python benchmarks/bench_segment.py --corpus build/tech-corpus
 	$(BIN)/python benchmarks/bench_workers.py
 	$(BIN)/python benchmarks/bench_pack.py
 	$(BIN)/python benchmarks/bench_pack_workers.py

@@ -144,3 +144,18 @@ def test_waits_say_what_they_wait_for(tmp_path: Path) -> None:
     assert code == 0 and "loading dictionary tiny-ja (mecab-text)… done in" in output
     code, output = run("dict", "info", "tiny-ja")
     assert code == 0 and output.startswith("loading tiny-ja to measure its load time and memory…")
+
+
+def test_fill_mask_columns_align_with_wide_characters_and_sanity_names_only_possible_causes() -> None:
+    from wwm_prep.check.fill_mask import format_fill_mask
+    from wwm_prep.check.sanity import loss_flags
+
+    result = {"tokens": ["東北", "<MASK>"], "masks": [{"label": "mask 1", "candidates": [
+        {"piece": "大学", "probability": 0.5}, {"piece": "ab", "probability": 0.25}]}]}
+    first, second = format_fill_mask(result).splitlines()[2:]
+    assert first.index("0.5") + 2 == second.index("0.25")  # the same column in display cells: 大学 takes four
+    import math
+
+    untrained = math.log(4096)
+    assert "another tokenizer" in loss_flags(untrained, 4096)[0].message
+    assert "another tokenizer" not in loss_flags(untrained, 4096, same_tokenizer=True)[0].message

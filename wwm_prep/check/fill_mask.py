@@ -8,6 +8,7 @@ one given, checked against that declaration.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,9 +150,15 @@ def fill_mask(model_dir: Path, text: str, *, tokenizer: Path | None = None, k: i
     }
 
 
+def _pad(text: str, width: int) -> str:
+    """`text` padded to `width` terminal columns: a wide (CJK) character takes two, so str.ljust misaligns."""
+    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(width - columns, 0)
+
+
 def format_fill_mask(result: Mapping[str, Any]) -> str:
     lines = ["input: " + " ".join(result["tokens"])]
     for m in result["masks"]:
         lines.append(m["label"])
-        lines += [f"  {r:>3}. {c['piece']:<16} {c['probability']:.3g}" for r, c in enumerate(m["candidates"], 1)]
+        lines += [f"  {r:>3}. {_pad(c['piece'], 16)} {c['probability']:.3g}" for r, c in enumerate(m["candidates"], 1)]
     return "\n".join(lines)

@@ -216,15 +216,16 @@ def preflight(declared: DeclaredModel, model_tokenizer_sha: str | None, data: Pa
             + _length_flags(declared.config, data, rows))
 
 
-def loss_flags(loss: float, vocab_size: int) -> list[Flag]:
+def loss_flags(loss: float, vocab_size: int, same_tokenizer: bool = False) -> list[Flag]:
+    """Red flags of the masked-LM loss; a tokenizer known to be the data's is not offered as a cause."""
     ln_v = math.log(vocab_size)
     if not math.isfinite(loss):
         return [Flag("loss_not_finite", f"loss is {loss}: the weights or the data hold something broken (NaN/inf)")]
     if abs(loss - ln_v) <= UNTRAINED_TOLERANCE * ln_v:
         return [Flag("untrained", (
             f"loss {loss:.3f} ≈ ln V = {ln_v:.3f} (V = {vocab_size:,}, within {UNTRAINED_TOLERANCE:.0%}): the model "
-            "cannot read this data — this model looks untrained (a random initialisation guesses uniformly), "
-            "or it was trained with another tokenizer"))]
+            "cannot read this data — this model looks untrained (a random initialisation guesses uniformly)"
+            + ("" if same_tokenizer else ", or it was trained with another tokenizer")))]
     if loss > ln_v:
         return [Flag("worse_than_uniform", (
             f"loss {loss:.3f} is above ln V = {ln_v:.3f} (V = {vocab_size:,}): the model predicts worse than a uniform "
@@ -392,7 +393,8 @@ def run_sanity(model_dir: Path, data_dir: Path, *, batches: int = DEFAULT_BATCHE
     if tally.overall.count == 0:
         flags.append(Flag("nothing_masked", "no token was masked: the rows hold no maskable tokens"))
     else:
-        flags += loss_flags(report["overall"]["loss"], declared.config.vocab_size)
+        same = report["model"]["tokenizer_sha256"] == report["data"]["tokenizer_sha256"]
+        flags += loss_flags(report["overall"]["loss"], declared.config.vocab_size, same_tokenizer=same)
     report["red_flags"] = [vars(f) for f in flags]
     return report
 
