@@ -12,12 +12,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import corpus_texts
 from tests.pipeline.contract import document, vibrato_words
 from tests.pipeline.contract import reference_word_starts as contract_word_starts
-from wwm_prep.text.dictionary import load_dictionary
 from wwm_prep.pipeline.segment import Segmenter
+from wwm_prep.text.dictionary import load_dictionary
 from wwm_prep.text.tokenizer import load_tokenizer
 
 DICTIONARIES = ["tiny-ja", "unidic-lite"]
@@ -115,3 +117,40 @@ def test_texts_the_arithmetic_cannot_take_use_the_exact_path(llm_jp_tokenizer_pa
     for i, text in enumerate(texts):
         ids, starts = document(seg, i)
         assert starts.tolist() == reference_word_starts(text, segmenter)
+
+
+# The vectorised helpers against plain per-item references, on arbitrary Unicode (surrogates excluded: they have
+# no UTF-8 and never reach alignment).
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+
+
+@given(st.lists(st.lists(_TEXT, max_size=6), max_size=8))
+def test_string_ends_are_the_running_sum_of_lengths(nested: list[list[str]]) -> None:
+    from wwm_prep.pipeline.align import absent_char, string_ends
+
+    sep = absent_char("".join(s for strings in nested for s in strings))
+    expected = np.cumsum([0] + [len(s) for strings in nested for s in strings])
+    assert string_ends(nested, sep).tolist() == expected.tolist()
+
+
+@given(st.text(st.characters(exclude_categories=("Cs",)), max_size=40))
+def test_absent_char_is_not_in_the_text(text: str) -> None:
+    from wwm_prep.pipeline.align import absent_char
+
+    char = absent_char(text)
+    assert len(char) == 1 and char not in text and char.encode("utf-8")
+    assert absent_char(text.replace("\x00", "")) == "\x00"
+
+
+@given(st.text(st.sampled_from(" \t\n\u00a0\u3000\u2003\u0085a東é\U0001f600"), max_size=40))
+def test_space_and_solid_bytes_match_a_per_character_reference(text: str) -> None:
+    from wwm_prep.pipeline.align import Spaces, space_bytes
+
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    vibrato_spaces = " \t\u00a0\u3000"
+    table = np.zeros(0x3001, dtype=bool)
+    table[[ord(c) for c in vibrato_spaces]] = True
+    starts = np.cumsum([0] + [len(c.encode("utf-8")) for c in text])[:-1]
+    assert space_bytes(text, raw).tolist() == [c.isspace() for c in text for _ in c.encode("utf-8")]
+    assert Spaces.from_table(table).solid_bytes(text, raw).tolist() == [
+        int(at) for at, c in zip(starts, text) if c not in vibrato_spaces]

@@ -13,6 +13,7 @@ encode the character (a byte-fallback U+2029 is as blank as a U+3000 piece).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain
 
@@ -38,6 +39,26 @@ def _lengths(items: list) -> np.ndarray:
     return np.fromiter(map(len, items), dtype=np.int64, count=len(items))
 
 
+def absent_char(text: str) -> str:
+    """A character that does not occur in `text` (NUL nearly always), to join its substrings with."""
+    return next(c for c in map(chr, chain(range(0xD800), range(0xE000, 0x110000))) if c not in text)
+
+
+def string_ends(nested: list[list[str]], sep: str) -> np.ndarray:
+    """int64[n + 1]: where each of the n strings of `nested` (end to end) ends, in characters, from 0; `sep`
+    occurs in none of them. They are joined once with `sep` and the separators found in one vectorised search,
+    not measured one Python call each."""
+    count = sum(map(len, nested))
+    joined = sep.join(map(sep.join, filter(None, nested)))
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
+    ends = np.zeros(count + 1, dtype=np.int64)
+    if count:
+        ends[1:-1] = np.flatnonzero(codes == ord(sep))
+        ends[-1] = len(codes)
+        ends[1:] -= np.arange(count)
+    return ends
+
+
 # Bytes a UTF-8 character takes, by its lead byte.
 _WIDTH = np.array([1] * 0xC0 + [2] * 0x20 + [3] * 0x10 + [4] * 0x10, dtype=np.int32)
 # Unicode White_Space as `str.isspace()` has it (no code point above U+3000 is one): the ASCII ones as a byte
@@ -49,12 +70,17 @@ _WIDE_SPACES = tuple(c for c in _SPACE_CHARS if ord(c) >= 0x80)
 
 
 def _starts_of(raw: np.ndarray, char: str) -> np.ndarray:
-    """bool[len(raw) - width + 1]: where the UTF-8 bytes of `char` start in `raw` (UTF-8 never matches mid-character)."""
+    """Byte offsets in `raw` where the UTF-8 bytes of `char` start (UTF-8 never matches mid-character)."""
     seq = np.frombuffer(char.encode("utf-8"), dtype=np.uint8)
     hit = raw[: len(raw) - len(seq) + 1] == seq[0]
     for i in range(1, len(seq)):
         hit &= raw[i : len(raw) - len(seq) + 1 + i] == seq[i]
-    return hit
+    return np.flatnonzero(hit)
+
+
+def present(text: str, chars: Iterable[str]) -> list[str]:
+    """The non-ASCII `chars` that occur in `text`: one C-speed scan each, none at all for an ASCII text."""
+    return [] if text.isascii() else [c for c in chars if c in text]
 
 
 def space_bytes(text: str, raw: np.ndarray) -> np.ndarray:
@@ -62,23 +88,26 @@ def space_bytes(text: str, raw: np.ndarray) -> np.ndarray:
     space = np.zeros(len(raw), dtype=bool)
     low = np.flatnonzero(raw <= 0x20)  # every ASCII space is at most U+0020: look up only those few bytes
     space[low] = _ASCII_SPACE[raw[low]]
-    for char in _WIDE_SPACES:
-        if char in text:
-            hit = _starts_of(raw, char)
-            for i in range(len(char.encode("utf-8"))):
-                space[i : i + len(hit)] |= hit
+    for char in present(text, _WIDE_SPACES):
+        at = _starts_of(raw, char)
+        for i in range(len(char.encode("utf-8"))):
+            space[at + i] = True
     return space
 
 
 def blank_tokens(space: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Which tokens, covering bytes [starts, ends), cover only whitespace (or nothing, like the dummy prefix).
 
-    Only a token whose first byte is whitespace can be blank, and such tokens are few, so only their bytes
-    are looked at (a count over every byte of the batch would cost more than all the rest of alignment)."""
+    Only a token whose first two bytes are whitespace (or that is one byte long) can be blank, and such tokens
+    are few, so only their bytes are looked at (a count over every byte of the batch would cost more than all
+    the rest of alignment). The second byte rules out the many "▁word" pieces of text with spaces."""
     blank = ends <= starts
     if not len(space):
         return blank
-    candidates = np.flatnonzero(~blank & space[np.minimum(starts, len(space) - 1)])
+    last = len(space) - 1
+    candidates = np.flatnonzero(~blank & space[np.minimum(starts, last)])
+    second = starts[candidates] + 1
+    candidates = candidates[(second >= ends[candidates]) | space[np.minimum(second, last)]]
     lengths = ends[candidates] - starts[candidates]
     at = np.repeat(starts[candidates] - _offsets(lengths)[:-1], lengths) + np.arange(int(lengths.sum()))
     solid = np.bincount(np.repeat(np.arange(len(candidates)), lengths), weights=~space[at], minlength=len(candidates))
@@ -88,26 +117,27 @@ def blank_tokens(space: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.
 
 @dataclass(frozen=True)
 class Spaces:
-    """The characters vibrato drops with ignore_space, in the form a UTF-8 byte scan needs: a table of
-    lead bytes for ASCII, and the few others (NBSP, ideographic space, …) to look for as byte sequences."""
+    """The characters vibrato drops with ignore_space, in the form a UTF-8 byte scan needs: a table of the
+    ASCII ones, and the few others (NBSP, ideographic space, …) to look for as byte sequences."""
 
-    solid_lead: np.ndarray  # bool[256]: a byte that starts a character which is not an ASCII space
+    ascii: np.ndarray  # bool[256]: an ASCII space
+    top: int  # the highest ASCII space (0 if none): only bytes up to it are looked up
     others: tuple[str, ...]  # the non-ASCII spaces
 
     @classmethod
     def from_table(cls, space: np.ndarray) -> Spaces:
         ascii_space = np.zeros(256, dtype=bool)
         ascii_space[:128] = space[:128]
-        lead = (np.arange(256) & 0xC0) != 0x80
-        return cls(lead & ~ascii_space, tuple(chr(c) for c in np.flatnonzero(space[128:]) + 128))
+        top = int(np.flatnonzero(ascii_space).max(initial=0))
+        return cls(ascii_space, top, tuple(chr(c) for c in np.flatnonzero(space[128:]) + 128))
 
     def solid_bytes(self, text: str, raw: np.ndarray) -> np.ndarray:
         """Byte offsets of the characters of `text` (encoded as `raw`) that are not spaces."""
-        keep = self.solid_lead[raw]
-        for char in self.others:
-            if char in text:
-                hit = _starts_of(raw, char)
-                keep[: len(hit)] &= ~hit
+        keep = raw.view(np.int8) >= -0x40  # a lead byte: not 0x80-0xBF
+        low = np.flatnonzero(raw <= self.top)
+        keep[low[self.ascii[raw[low]]]] = False
+        for char in present(text, self.others):
+            keep[_starts_of(raw, char)] = False
         return np.flatnonzero(keep)
 
 
@@ -158,18 +188,17 @@ def align_batch(
     the first piece of a document also holds the one-space dummy prefix. Documents for which these
     sums do not add up are listed in `misaligned`.
     """
-    n = len(texts)
     joined = "".join(texts)
-    raw = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
-    doc_bytes = _offsets(np.fromiter(map(len, map(str.encode, texts)), dtype=np.int64, count=n))
+    encoded = list(map(str.encode, texts))
+    raw = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    doc_bytes = _offsets(_lengths(encoded))
     solid = spaces.solid_bytes(joined, raw)
     doc_solid = np.searchsorted(solid, doc_bytes)
 
     # Words: surface k covers solid characters [ends[k] - length, ends[k]) of the batch.
     word_counts = _lengths(surfaces)
     doc_words = _offsets(word_counts)
-    word_lengths = np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int64, count=int(doc_words[-1]))
-    word_ends = _offsets(word_lengths)
+    word_ends = string_ends(surfaces, absent_char(joined))
     words_ok = np.diff(word_ends[doc_words]) == np.diff(doc_solid)
     word_first, word_last = word_ends[:-1], word_ends[1:] - 1
     shift = doc_solid[:-1] - word_ends[doc_words[:-1]]
