@@ -9,17 +9,15 @@ this host is gone) or its heartbeat is older than the timeout (a holder on anoth
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wwm_prep.core.files import HOST, is_stale_temp, pid_alive, read_json, write_json_atomic
+from wwm_prep.core.files import HOST, is_stale_temp, locked, pid_alive, read_json, write_json_atomic
 
 DEFAULT_TIMEOUT = 600.0  # seconds without a heartbeat after which another host's claim is taken over
 CLAIMS_DIR = "claims"
@@ -46,13 +44,6 @@ _RUN = (os.getpid(), time.time())
 
 def this_holder() -> Holder:
     return Holder(HOST, os.getpid(), *_RUN)
-
-
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    with open(directory / ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _holder(path: Path) -> Holder | None:
@@ -91,7 +82,7 @@ class Claim:
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
-        with _locked(self.path.parent):
+        with locked(self.path.parent / ".lock"):
             if _holder(self.path) == self.holder:  # not one taken over from us while we were presumed dead
                 self.path.unlink(missing_ok=True)
 
@@ -117,7 +108,7 @@ def claim(directory: Path, unit: str, timeout: float = DEFAULT_TIMEOUT) -> Claim
     directory.mkdir(exist_ok=True)
     path = directory / f"{unit}.json"
     me = this_holder()
-    with _locked(directory):
+    with locked(directory / ".lock"):
         previous = _holder(path)
         if path.exists() and _live(path, previous, timeout):
             assert previous is not None

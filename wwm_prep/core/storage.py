@@ -126,12 +126,12 @@ class Output:
     """A stage's output directory. Files are made under `local`; for a URL, `local` is a staging directory and
     `publish` uploads a finished file (and drops the staged copy); reads go to the URL."""
 
-    def __init__(self, target: str | Path, staging: Path | None = None):
+    def __init__(self, target: str | Path, staging: Path):
         self.target = location(target)
         self.remote = is_remote(self.target)
         if self.remote:
             digest = hashlib.sha256(str(self.target).encode()).hexdigest()[:16]
-            self.local = (staging or Path.home() / ".cache" / "wwm-prep" / "staging") / digest
+            self.local = staging / digest
         else:
             self.local = self.target
         self.local.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ the packer holds at most `window` pieces (plus the batch being added), and the w
 
 from __future__ import annotations
 
-import fcntl
 import heapq
 import itertools
 import math
@@ -32,7 +31,7 @@ import pyarrow as pa
 
 from wwm_prep.core.claims import DEFAULT_TIMEOUT, Holder, claim
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import write_json_atomic
+from wwm_prep.core.files import locked, write_json_atomic
 from wwm_prep.core.manifest import (DocumentManifest, SequenceConfig, SequenceManifest, TokenizerRecord,
                                     manifest_sha256, schema_ref)
 from wwm_prep.core.rows import PieceSource
@@ -535,8 +534,7 @@ def _finish(docs_dir: AnyPath, documents: DocumentManifest, config: PackConfig, 
     """Under a lock, gather the partitions others finished meanwhile; where all are done, write the manifest and
     remove what earlier packs left (their shards and reports) that it does not list."""
     out = stage.out
-    with open(out.local / ".manifest.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(out.local / ".manifest.lock"):
         for p in partitions:
             if p.index not in reports and (report := _done(out, p, stage.options)[0]) is not None:
                 reports[p.index] = report

@@ -8,7 +8,6 @@ rest, and runs sharing the output take the units no other run holds.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -21,7 +20,7 @@ import pyarrow as pa
 
 from wwm_prep.core.claims import DEFAULT_TIMEOUT, Claim, Holder, claim, live_claims
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import temp_path, write_json_atomic
+from wwm_prep.core.files import locked, temp_path, write_json_atomic
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema
 from wwm_prep.core.storage import Output, identity, local_copy, location, sha256_of
@@ -416,8 +415,7 @@ def _write_manifest(out: Output, inputs: list[str], config: DocumentConfig, file
                     reports: dict[str, dict[str, Any]], failed: list[dict[str, Any]]) -> DocumentManifest:
     """The manifest of every unit done so far, by this run or by another sharing the output directory: under a
     lock, the units others finished meanwhile are gathered too, so the run that finishes last writes it whole."""
-    with open(out.local / ".manifest.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(out.local / ".manifest.lock"):
         for unit in files:
             if unit.unit not in reports and (report := _completed(out, unit)[0]) is not None:
                 reports[unit.unit] = report
