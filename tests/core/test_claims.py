@@ -10,7 +10,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
+
 from wwm_prep.core.claims import Claim, Holder, claim, live_claims, this_holder
+from wwm_prep.core.files import HOST, temp_path
 
 
 def write_claim(root: Path, unit: str, holder: Holder, age: float = 0.0) -> Path:
@@ -76,3 +79,21 @@ def test_a_half_written_claim_is_no_claim(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text('{"host": "no')
     assert isinstance(claim(tmp_path, "u"), Claim)
+
+
+def test_a_unit_s_temporary_files_go_when_their_writer_is_dead_or_is_this_process_interrupted(tmp_path: Path) -> None:
+    """A run interrupted between creating a file and entering the writer that would remove it leaves nothing."""
+    target = tmp_path / "u.arrow"
+    dead = tmp_path / f".u.arrow.tmp-{HOST}-{dead_pid()}"
+    elsewhere = tmp_path / ".u.arrow.tmp-node-b-1"
+    dead.touch()
+    elsewhere.touch()
+    taken = claim(tmp_path, "u")
+    assert isinstance(taken, Claim)
+    with pytest.raises(KeyboardInterrupt), taken:
+        taken.own_temps(lambda: tmp_path.glob(".u.arrow.tmp-*"))
+        assert not dead.exists() and elsewhere.exists()  # a killed run's goes at once; a live host's stays
+        temp_path(target).touch()
+        raise KeyboardInterrupt
+    assert not temp_path(target).exists() and elsewhere.exists()
+    assert not (tmp_path / "claims" / "u.json").exists()

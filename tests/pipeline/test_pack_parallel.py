@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -127,6 +128,24 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:  
         time.sleep(0.02)
 
 
+def kill_at_work(proc: subprocess.Popen, out: Path, timeout: float = 120) -> set[str]:
+    """Kill `proc` at a moment it has finished a partition and holds a claim on one it has not: it is frozen
+    (SIGSTOP) to look, since between partitions it may hold none. Returns the partitions it held."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, "finished before it could be caught at work"
+        assert time.monotonic() < deadline
+        proc.send_signal(signal.SIGSTOP)
+        done = {p.stem for p in (out / "units").glob("*.json")}
+        held = {p.stem for p in (out / "claims").glob("*.json")} - done
+        if done and held:
+            proc.kill()
+            proc.communicate(timeout=60)
+            return held
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
+
+
 def test_overlapping_packs_share_the_work_and_a_killed_one_is_taken_over(ja_docs: Path, tmp_path: Path) -> None:
     docs = big_documents(tmp_path, ja_docs)
     reference = tmp_path / "reference"
@@ -135,7 +154,11 @@ def test_overlapping_packs_share_the_work_and_a_killed_one_is_taken_over(ja_docs
     shared = tmp_path / "shared"
     first = start_pack(docs, shared)
     wait_for(lambda: len(list((shared / "units").glob("*.json"))) >= 1, first)
+    first.send_signal(signal.SIGSTOP)  # until the second has done a partition, whatever the machine's speed
+    before = len(list((shared / "units").glob("*.json")))
     second = start_pack(docs, shared)
+    wait_for(lambda: len(list((shared / "units").glob("*.json"))) > before, second)
+    first.send_signal(signal.SIGCONT)
     results = [proc.communicate(timeout=600) for proc in (first, second)]
     for proc, (_, stderr) in zip((first, second), results):
         assert proc.returncode == 0 and "Traceback" not in stderr, stderr
@@ -144,12 +167,7 @@ def test_overlapping_packs_share_the_work_and_a_killed_one_is_taken_over(ja_docs
     assert manifest_of(shared)["totals"] == manifest_of(reference)["totals"]
 
     killed = tmp_path / "killed"
-    proc = start_pack(docs, killed)
-    wait_for(lambda: len(list((killed / "units").glob("*.json"))) >= 1 and
-             bool(list((killed / "claims").glob("*.json"))), proc)
-    proc.kill()
-    proc.communicate(timeout=60)
-    held = sorted(p.stem for p in (killed / "claims").glob("*.json"))
+    held = kill_at_work(start_pack(docs, killed), killed)
     assert held and not (killed / "manifest.json").exists()
     code, output = run(*pack_args(docs, killed, "--workers", "1", partitions=16))
     assert code == 0, output

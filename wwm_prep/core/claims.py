@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wwm_prep.core.files import HOST, is_stale_temp, locked, pid_alive, read_json, write_json_atomic
+from wwm_prep.core.files import HOST, is_own_temp, is_stale_temp, locked, pid_alive, read_json, write_json_atomic
 
 DEFAULT_TIMEOUT = 600.0  # seconds without a heartbeat after which another host's claim is taken over
 CLAIMS_DIR = "claims"
@@ -75,22 +75,29 @@ class Claim:
     interval: float
     taken_over: Holder | None = None  # the dead or silent holder whose claim this replaced
     _stop: threading.Event = field(default_factory=threading.Event)
+    _temps: Callable[[], Iterable[Path]] = tuple
 
     def __enter__(self) -> Claim:
         threading.Thread(target=self._beat, daemon=True).start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
         self._stop.set()
+        if exc_type is not None:  # an interrupt may come between making a file and the writer that owns it
+            for temp in self._temps():
+                if is_own_temp(temp):
+                    temp.unlink(missing_ok=True)
         with locked(self.path.parent / ".lock"):
             if _holder(self.path) == self.holder:  # not one taken over from us while we were presumed dead
                 self.path.unlink(missing_ok=True)
 
-    def clear_leftovers(self, temps: Iterable[Path]) -> None:
-        """Remove the unit's temporary files left by killed runs, or by the silent holder this claim replaced;
-        a live run's stay (the unit is ours now, but its writer may be another host's that is only slow)."""
+    def own_temps(self, find: Callable[[], Iterable[Path]]) -> None:
+        """Take charge of the unit's temporary files, which `find` lists: those left by killed runs, or by the
+        silent holder this claim replaced, go now (a live run's stay: the unit is ours, but its writer may be
+        another host's that is only slow); this process's own go if the unit ends in an exception."""
+        self._temps = find
         gone = self.taken_over
-        for temp in temps:
+        for temp in find():
             if is_stale_temp(temp) or (gone is not None and temp.name.endswith(f".tmp-{gone.host}-{gone.pid}")):
                 temp.unlink(missing_ok=True)
 

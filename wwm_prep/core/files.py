@@ -44,6 +44,12 @@ def is_stale_temp(path: Path) -> bool:
     return m is not None and m["host"] == HOST and not pid_alive(int(m["pid"]))
 
 
+def is_own_temp(path: Path) -> bool:
+    """A temporary file this process is writing."""
+    m = _TEMP.search(path.name)
+    return m is not None and m["host"] == HOST and int(m["pid"]) == os.getpid()
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process of this host is running (a zombie, dead but not yet reaped, counts as gone)."""
     try:

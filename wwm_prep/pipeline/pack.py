@@ -392,7 +392,7 @@ class PackStage:
                             "segment` wrote it (sha256 or size differs); rerun segment"}
             local = self.out.local
             local.mkdir(parents=True, exist_ok=True)  # a Ray node's own staging, for a URL
-            taken.clear_leftovers(local.glob(f".sequences-{partition.index:05d}-*.tmp-*"))
+            taken.own_temps(lambda: local.glob(f".sequences-{partition.index:05d}-*.tmp-*"))
             report = self._pack(partition)
             for shard in report["shards"]:  # the shards before the report that vouches for them
                 self.out.publish(shard["file"])

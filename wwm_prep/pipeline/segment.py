@@ -306,8 +306,8 @@ class SegmentStage:
     def _segment(self, unit: InputFile, taken: Claim) -> dict[str, Any]:
         assert self.segmenter is not None
         local = self.out.local
-        taken.clear_leftovers([*local.glob(f".{unit.unit}.arrow.tmp-*"),
-                               *local.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")])
+        taken.own_temps(lambda: [*local.glob(f".{unit.unit}.arrow.tmp-*"),
+                                 *local.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")])
         try:
             # before reading: a file that changes while it is read is redone
             stamp = _input_stamp(unit.path, self.config.verify_inputs)
