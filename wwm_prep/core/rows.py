@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,14 @@ class PieceSource:
     copy: int = 0  # which pass over the document a subset weight made (0: the first)
 
     def __str__(self) -> str:
-        return f"{self.subset}:{self.source}:{self.line}:{self.k}/{self.n}" + (f"@{self.copy}" if self.copy else "")
+        return self.entries(self.subset, self.source, [self.line], [self.k], [self.n], self.copy)[0]
+
+    @staticmethod
+    def entries(subset: str, source: str, lines: Sequence[int], k: Sequence[int], n: Sequence[int], copy: int = 0
+                ) -> list[str]:
+        """The `doc_sources` entries of many pieces of one source at once: what pack writes for every batch."""
+        head, tail = f"{subset}:{source}:", f"@{copy}" if copy else ""
+        return [f"{head}{line}:{a}/{b}{tail}" for line, a, b in zip(lines, k, n)]
 
     @classmethod
     def parse(cls, text: str) -> PieceSource | None:

@@ -286,17 +286,24 @@ def _pieces(source: Source, batch: pa.RecordBatch, keep: np.ndarray, capacity: i
     subsets[source.subset]["documents"] += len(docs)
     subsets[source.subset]["tokens"] += tokens
     progress.add(tokens, len(docs), tokens)
-    long = lengths > capacity
-    counts["cut_documents"] += int(np.count_nonzero(long[docs]))
-    lines = batch.column("line").to_numpy()
-    pieces = []
-    for d in docs.tolist():
-        start, end = int(offsets[d]), int(offsets[d + 1])
-        bounds = cut_bounds(ids, word_starts, start, end, capacity, ends, counts) if long[d] else [start, end]
-        n = len(bounds) - 1
-        pieces += [Piece(ids[s:e].copy(), word_starts[s:e].copy(),
-                         str(PieceSource(source.subset, source.source, int(lines[d]), k, n, source.copy)))
-                   for k, (s, e) in enumerate(zip(bounds, bounds[1:]), start=1)]
+    long = np.flatnonzero(lengths[docs] > capacity)  # which of `docs` are cut
+    counts["cut_documents"] += len(long)
+    cuts = [cut_bounds(ids, word_starts, int(offsets[docs[i]]), int(offsets[docs[i] + 1]), capacity, ends, counts)
+            for i in long]
+    per_doc = np.ones(len(docs), dtype=np.int64)  # pieces; an uncut document is one, from its start to its end
+    per_doc[long] = [len(b) - 1 for b in cuts]
+    first = np.cumsum(per_doc) - per_doc
+    doc = np.repeat(docs, per_doc)
+    k = np.arange(len(doc)) - np.repeat(first, per_doc) + 1
+    starts, stops = offsets[doc], offsets[doc + 1]
+    for i, b in zip(long.tolist(), cuts):
+        starts[first[i] : first[i] + len(b) - 1] = b[:-1]
+        stops[first[i] : first[i] + len(b) - 1] = b[1:]
+    lines = batch.column("line").to_numpy()[doc]
+    names = PieceSource.entries(source.subset, source.source, lines.tolist(), k.tolist(),
+                                np.repeat(per_doc, per_doc).tolist(), source.copy)
+    pieces = [Piece(ids[s:e].copy(), word_starts[s:e].copy(), name)
+              for s, e, name in zip(starts.tolist(), stops.tolist(), names)]
     counts["pieces"] += len(pieces)
     return pieces
 

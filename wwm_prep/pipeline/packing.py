@@ -12,6 +12,7 @@ from bisect import bisect_right, insort
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -27,9 +28,8 @@ _ARRIVAL_BITS = 40  # best-fit keys: size << 40 | (2**40 - 1 - arrival), so ties
 _ARRIVAL_MASK = (1 << _ARRIVAL_BITS) - 1
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
-    """A document, or the piece of one, that goes into a row whole."""
+class Piece(NamedTuple):
+    """A document, or the piece of one, that goes into a row whole (a tuple: pack makes one per document)."""
 
     ids: np.ndarray  # int32, copied out of its batch so that a waiting piece never pins a whole batch
     word_starts: np.ndarray  # uint8
@@ -153,20 +153,25 @@ def greedy(batches: Iterable[list[Piece]], seq_len: int) -> Iterator[list[Piece]
 
 
 def columns(rows: list[list[Piece]], seq_len: int, specials: Specials) -> dict[str, pa.Array]:
-    """Sequence-schema columns of rows, assembled with array operations over all their tokens at once."""
+    """Sequence-schema columns of rows: each column is one concatenation of its pieces with the specials and
+    padding between them, so every token is copied once (a loop over pieces, never over tokens)."""
     pieces = [p for row in rows for p in row]
     per_row = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     sizes = np.fromiter((p.size for p in pieces), dtype=np.int64, count=len(pieces))
     layout = RowLayout(seq_len, sizes, per_row)
-    first, last = layout.starts, layout.ends  # each <CLS>, each <SEP>
-    content = layout.content()
-    ids = np.full(len(rows) * seq_len, specials.pad, dtype=np.int32)
-    ids[content] = np.concatenate([p.ids for p in pieces])
-    ids[first] = specials.cls
-    ids[last] = specials.sep
-    word_starts = np.zeros(len(rows) * seq_len, dtype=np.uint8)
-    word_starts[content] = np.concatenate([p.word_starts for p in pieces])
-    word_starts[first + 1] = 1  # a piece cut inside an over-long group still starts a group of its own
+    cls, sep = np.array([specials.cls], dtype=np.int32), np.array([specials.sep], dtype=np.int32)
+    pad, zeros = np.full(seq_len, specials.pad, dtype=np.int32), np.zeros(seq_len, dtype=np.uint8)
+    id_parts: list[np.ndarray] = []
+    start_parts: list[np.ndarray] = []
+    for row, room in zip(rows, (seq_len - layout.fill).tolist()):
+        for piece in row:
+            id_parts += (cls, piece.ids, sep)
+            start_parts += (zeros[:1], piece.word_starts, zeros[:1])
+        id_parts.append(pad[:room])
+        start_parts.append(zeros[:room])
+    ids = np.concatenate(id_parts)
+    word_starts = np.concatenate(start_parts)
+    word_starts[layout.starts + 1] = 1  # a piece cut inside an over-long group still starts a group of its own
     row_offsets = pa.array(np.arange(len(rows) + 1, dtype=np.int32) * seq_len)
     piece_offsets = pa.array(np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32))
     return {
