@@ -6,7 +6,8 @@ given; its document shards are then repeated under other names until there are -
 into --partitions partitions (the plan is the same for any number of workers). Each partition holds several
 shards, as real ones (~67 M tokens) hold many, so that a run's fixed costs (reading the manifest, the tokenizer
 tables, writing the manifest) weigh as little as they do at scale. Both pack runs are whole `run_pack` calls,
-timed in this process one after the other, best of --repeats; their shards must be byte-identical. Segment's
+timed in this process one after the other, best of --repeats; their shards must be byte-identical, and each
+run's output is removed and the disk synced before the next, so that none pays for an earlier one's writeback. Segment's
 rate per worker is its per-file work as the unit reports record it.
 
     python benchmarks/bench_pack_workers.py [--corpus DIR] [--dict NAME] [--tokenizer MODEL] [--repeats N]
@@ -16,6 +17,8 @@ rate per worker is its per-file work as the unit reports record it.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -69,6 +72,8 @@ def main() -> None:
                 assert manifest is not None
                 tokens = manifest.totals["tokens"]
                 digests[workers] = {p.name: sha256_file(p) for p in sorted(out.glob("sequences-*.arrow"))}
+                shutil.rmtree(out)  # and flushed, so no run pays for writing back an earlier one's output
+                os.sync()
         if digests[1] != digests[2]:
             raise SystemExit("FAIL: --workers 1 and --workers 2 wrote different shards")
         rate = {w: tokens / min(s) for w, s in seconds.items()}

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from wwm_prep import cli
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.files import sha256_file
 from wwm_prep.pipeline.pack import DEFAULT_SHARD_ROWS, DEFAULT_WINDOW, PackConfig, parse_subset_weights, run_pack
 from wwm_prep.pipeline.packing import STRATEGIES, Piece, best_fit, greedy, load_sentence_ends
-from wwm_prep.core.files import sha256_file
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
 from wwm_prep.text.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
@@ -143,6 +143,20 @@ def write_documents(root: Path, subsets: dict[str, list[tuple[list[int], list[in
 @pytest.fixture(scope="module")
 def sentence_ends():
     return load_sentence_ends(SAMPLE_MODEL)
+
+
+def test_sentence_end_tables_are_kept_by_the_model_s_checksum_and_remade_when_damaged(tmp_path: Path,
+                                                                                     sentence_ends) -> None:
+    made = load_sentence_ends(SAMPLE_MODEL, tmp_path)
+    (kept,) = (tmp_path / "sentence-ends").glob("*.npz")
+    assert kept.stem == sha256_file(SAMPLE_MODEL)
+    again = load_sentence_ends(SAMPLE_MODEL, tmp_path)
+    for tables in (made, again):
+        assert np.array_equal(tables.ends, sentence_ends.ends) and np.array_equal(tables.newline, sentence_ends.newline)
+    kept.write_bytes(b"not an npz")
+    remade = load_sentence_ends(SAMPLE_MODEL, tmp_path)
+    assert np.array_equal(remade.ends, sentence_ends.ends)
+    assert np.load(kept)["ends"].shape == sentence_ends.ends.shape  # and written again whole
 
 
 @pytest.fixture(scope="module")

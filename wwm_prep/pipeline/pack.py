@@ -165,7 +165,7 @@ def _sentence_ends(tokenizer: TokenizerRecord, override: Path | None) -> Sentenc
     override = local_copy(location(override), cache_dir()) if override is not None else None
     path, _ = locate_tokenizer(tokenizer.path, tokenizer.sha256, override,
                                made_with="the documents were segmented with", required=False)
-    return load_sentence_ends(path) if path is not None else None
+    return load_sentence_ends(path, cache_dir()) if path is not None else None
 
 
 def _sources(docs_dir: AnyPath, units: Mapping[str, Any], weights: Mapping[str, float]) -> list[Source]:

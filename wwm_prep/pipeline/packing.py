@@ -8,6 +8,7 @@ boundary. The result depends only on the order pieces arrive in.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_right, insort
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wwm_prep.core.files import sha256_file, temp_path
 from wwm_prep.core.rows import RowLayout
 from wwm_prep.text.tokenizer import open_tokenizer
 
@@ -61,13 +63,30 @@ class SentenceEnds:
         return self.ends[ids[starts - 1]] | self.newline[ids[starts]]
 
 
-def load_sentence_ends(path: Path) -> SentenceEnds:
-    """Tables for a SentencePiece model, from its piece names: cuts then never need the text."""
+def load_sentence_ends(path: Path, cache: Path | None = None) -> SentenceEnds:
+    """Tables for a SentencePiece model, from its piece names: cuts then never need the text. With `cache`,
+    they are kept there by the model's sha256, since loading the model is most of what pack does before its
+    workers start, and every run and slice of an array job would do it again."""
+    kept = cache / "sentence-ends" / f"{sha256_file(path)}.npz" if cache is not None else None
+    if kept is not None and kept.is_file():
+        try:
+            with np.load(kept) as tables:
+                return SentenceEnds(path, tables["ends"], tables["newline"])
+        except (OSError, ValueError, KeyError):  # damaged: made anew
+            pass
     sp = open_tokenizer(path).sp
     texts = pa.array(sp.id_to_piece(list(range(sp.get_piece_size()))), type=pa.string())
-    ends = pc.match_substring_regex(texts, f"([{''.join(SENTENCE_ENDS)}]|<0x0A>)$")
-    newline = pc.match_substring_regex(texts, "^(\n|<0x0A>$)")
-    return SentenceEnds(path, ends.to_numpy(zero_copy_only=False), newline.to_numpy(zero_copy_only=False))
+    ends = pc.match_substring_regex(texts, f"([{''.join(SENTENCE_ENDS)}]|<0x0A>)$").to_numpy(zero_copy_only=False)
+    newline = pc.match_substring_regex(texts, "^(\n|<0x0A>$)").to_numpy(zero_copy_only=False)
+    if kept is not None:
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            with open(temp_path(kept), "wb") as f:
+                np.savez(f, ends=ends, newline=newline)
+            os.replace(temp_path(kept), kept)
+        except OSError:  # a cache that cannot be written only costs the next run the load
+            temp_path(kept).unlink(missing_ok=True)
+    return SentenceEnds(path, ends, newline)
 
 
 # ---------------------------------------------------------------------------------------------- cutting
