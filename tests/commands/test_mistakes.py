@@ -10,6 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from tests.conftest import run, write_jsonl_gz
 from tests.pipeline.test_scale import big_corpus, wait_for_units
 from wwm_prep.core.resources import resource
@@ -99,7 +102,6 @@ def test_mistaken_options_are_answered_before_the_dictionary_loads(tmp_path: Pat
 
 
 def test_plot_paths_are_checked_before_counting_and_the_real_path_is_printed(tmp_path: Path) -> None:
-    import pytest
 
     pytest.importorskip("matplotlib")
     docs = tmp_path / "docs"
@@ -159,3 +161,27 @@ def test_fill_mask_columns_align_with_wide_characters_and_sanity_names_only_poss
     untrained = math.log(4096)
     assert "another tokenizer" in loss_flags(untrained, 4096)[0].message
     assert "another tokenizer" not in loss_flags(untrained, 4096, same_tokenizer=True)[0].message
+
+
+def test_the_row_fill_axis_spans_the_bulk_of_rows_and_the_few_emptiest_are_counted_in_its_first_bar() -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from wwm_prep.view.hist import Hist
+    from wwm_prep.view.plot import _fill_panel
+    from wwm_prep.view.stats import Packing
+
+    seq_len = 8192
+    fills = np.concatenate([np.random.default_rng(0).integers(int(0.99 * seq_len), seq_len + 1, 679), [7526]])
+    packing = Packing(seq_len=seq_len, rows=len(fills), row_fill=Hist())
+    packing.row_fill.add_counts(np.bincount(fills, minlength=seq_len + 1))
+    fig, ax = plt.subplots()
+    _fill_panel(ax, {"totals": {"efficiency": fills.sum() / (len(fills) * seq_len)}}, packing, seq_len)
+    assert ax.get_xlim()[0] > 98.5  # the one 91.9 % row no longer stretches the axis down to 92 %
+    assert sum(bar.get_height() for bar in ax.patches) == len(fills)  # every row is in a bar
+    (note,) = [t.get_text() for t in ax.texts]
+    assert "the first bar holds the 1 row below" in note and "the emptiest: 91.9 %" in note
+    plt.close(fig)

@@ -80,17 +80,22 @@ def _group_panel(ax: Any, summary: dict[str, Any], counter: Counter) -> None:
     ax.set_ylabel("share of groups")
 
 
+FILL_AXIS_FROM = 1  # percentile: the fill axis starts at this row's, so that a few short rows (a partition's
+# last) do not squeeze the other 99 % into one bar; the rows below it go into the first bar, and the panel says so
+
+
 def _fill_panel(ax: Any, summary: dict[str, Any], packing: Packing, seq_len: int) -> None:
-    """Row fill in % of the row: about 40 bins from the emptiest row to a full one."""
+    """Row fill in % of the row: about 40 bins from the 1st-percentile row to a full one."""
     from matplotlib.ticker import PercentFormatter
 
     fill = packing.row_fill
-    nonzero = np.flatnonzero(fill.counts)
-    lowest = int(nonzero[0]) if nonzero.size else 0
+    lowest = fill.percentile(FILL_AXIS_FROM) or 0
     span = seq_len + 1 - lowest
     step = max(1, math.ceil(span / 40))
     token_edges = np.arange(seq_len + 1 - step * math.ceil(span / step), seq_len + 2, step)
     counts = fill.binned(token_edges)[:-1]
+    below = int(fill.binned([0, token_edges[0]])[0])
+    counts[0] += below
     ax.bar(token_edges[:-1] / seq_len * 100, counts, width=step / seq_len * 100, align="edge",
            color="tab:purple", edgecolor="white", linewidth=0.3)
     pad = 0.02 * (token_edges[-1] - token_edges[0]) / seq_len * 100
@@ -99,8 +104,12 @@ def _fill_panel(ax: Any, summary: dict[str, Any], packing: Packing, seq_len: int
     decimals = 0 if span_pct >= 8 else 1 if span_pct >= 0.8 else 2
     ax.xaxis.set_major_formatter(PercentFormatter(100, decimals=decimals))
     full = int(fill.counts[seq_len]) if fill.counts.size > seq_len else 0
-    ax.text(0.02, 0.97, f"{full:,} of {packing.rows:,} rows exactly full\nbars {step:,} token{'s' * (step > 1)} "
-            "wide; the last one ends at 100 %", transform=ax.transAxes, va="top", fontsize=8)
+    note = f"{full:,} of {packing.rows:,} rows exactly full\nbars {step:,} token{'s' * (step > 1)} wide; the last one ends at 100 %"
+    if below:
+        emptiest = fill.percentile(0) / seq_len * 100
+        note += (f"\nthe first bar holds the {below:,} row{'s' * (below > 1)} below "
+                 f"{token_edges[0] / seq_len * 100:.{decimals + 1}f} % (the emptiest: {emptiest:.1f} %)")
+    ax.text(0.02, 0.97, note, transform=ax.transAxes, va="top", fontsize=8)
     ax.set_title(f"Row fill (efficiency {100 * summary['totals']['efficiency']:.2f} %, rows of {seq_len:,} tokens)",
                  fontsize=10)
     ax.set_xlabel(f"row fill: % of the {seq_len:,} tokens that are not padding")
