@@ -102,7 +102,6 @@ def test_mistaken_options_are_answered_before_the_dictionary_loads(tmp_path: Pat
 
 
 def test_plot_paths_are_checked_before_counting_and_the_real_path_is_printed(tmp_path: Path) -> None:
-
     pytest.importorskip("matplotlib")
     docs = tmp_path / "docs"
     assert run("segment", str(SAMPLE / "ja" / "kaken"), "--out", str(docs), "--dict", "tiny-ja")[0] == 0
