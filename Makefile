@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# mosaicml-streaming pins numpy<2.2 and transformers<5, so the MDS tests get an environment of their own.
+MDS_VENV := build/venv-mds
+MDS_STAMP := $(MDS_VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-mds bench clean
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV): wwm-prep and its dependencies (first run only; about a minute)…"
@@ -19,6 +22,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+$(MDS_STAMP): pyproject.toml
+	@echo "setting up $(MDS_VENV): wwm-prep with mosaicml-streaming, apart from $(VENV) (first run only; a few minutes)…"
+	$(PYTHON) -m venv $(MDS_VENV)
+	$(MDS_VENV)/bin/python -m pip install -q --no-compile -e '.[mds]' pytest hypothesis
+	rm -f $(MDS_VENV)/.installed-* && touch $@
+
+test-mds: $(MDS_STAMP)
+	$(MDS_VENV)/bin/python -m pytest -q -m mds tests/export
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_segment.py
 	$(BIN)/python benchmarks/tech_corpus.py build/tech-corpus
@@ -27,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_pack.py
 	$(BIN)/python benchmarks/bench_pack_workers.py
 	$(BIN)/python benchmarks/bench_collator.py
+	$(BIN)/python benchmarks/bench_export.py --mds-python $(MDS_VENV)/bin/python
 	$(BIN)/python benchmarks/bench_segmentation_choices.py
 	$(BIN)/python benchmarks/bench_contract.py
 	$(BIN)/python benchmarks/bench_ray_memory.py

@@ -7,6 +7,7 @@ import click
 from wwm_prep import __version__
 from wwm_prep.commands.check import fill_mask, init_model, sanity
 from wwm_prep.commands.dicts import dict_group
+from wwm_prep.commands.export import export
 from wwm_prep.commands.pipeline import demo, pack, prepare, segment
 from wwm_prep.commands.view import inspect_command, stats
 
@@ -17,7 +18,8 @@ def main() -> None:
     """Prepare whole-word-masked MLM corpora: segment → pack → train with the collator."""
 
 
-for command in (segment, pack, prepare, demo, dict_group, init_model, sanity, fill_mask, stats, inspect_command):
+for command in (segment, pack, prepare, demo, dict_group, init_model, sanity, fill_mask, stats, inspect_command,
+                export):
     main.add_command(command)
 
 
