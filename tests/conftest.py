@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -70,6 +73,49 @@ def run(*args: str) -> tuple[int, str]:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
+
+
+def wait_until(done: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until `done()`, while `proc` is still at work."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert proc.poll() is None, "finished before it could be caught at work"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def kill_at_work(proc: subprocess.Popen, out: Path, timeout: float = 120) -> set[str]:
+    """Kill `proc` at a moment it has finished a unit and holds a claim on one it has not: it is frozen (SIGSTOP)
+    to look, since between units it may hold none. Returns the units it held."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, "finished before it could be caught at work"
+        assert time.monotonic() < deadline
+        proc.send_signal(signal.SIGSTOP)
+        done = {p.stem for p in (out / "units").glob("*.json")}
+        held = {p.stem for p in (out / "claims").glob("*.json")} - done
+        if done and held:
+            proc.kill()
+            proc.communicate(timeout=60)
+            return held
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
+
+
+def units_done(out: Path) -> int:
+    return len(list((out / "units").glob("*.json")))
+
+
+def frozen_until_another_does_a_unit(first: subprocess.Popen, out: Path, start: Callable[[], subprocess.Popen]
+                                     ) -> subprocess.Popen:
+    """Freeze `first` (which has done a unit), start a second run with `start`, and let `first` go on once the
+    second has done a unit of its own: the two then overlap whatever the machine's speed."""
+    first.send_signal(signal.SIGSTOP)
+    before = units_done(out)
+    second = start()
+    wait_until(lambda: units_done(out) > before, second)
+    first.send_signal(signal.SIGCONT)
+    return second
 
 
 def write_jsonl_gz(path: Path, lines: list[bytes]) -> Path:

@@ -7,16 +7,15 @@ import gzip
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import load_packed, run, write_jsonl_gz
+from tests.conftest import (frozen_until_another_does_a_unit, kill_at_work, load_packed, run, units_done, wait_until,
+                            write_jsonl_gz)
 from wwm_prep.core.files import sha256_file
 from wwm_prep.pipeline.pack import Source, deal
 from wwm_prep.train.collator import WholeWordMaskCollator
@@ -120,32 +119,6 @@ def start_pack(docs: Path, out: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
 
 
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, "finished before it could be caught at work"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-
-
-def kill_at_work(proc: subprocess.Popen, out: Path, timeout: float = 120) -> set[str]:
-    """Kill `proc` at a moment it has finished a partition and holds a claim on one it has not: it is frozen
-    (SIGSTOP) to look, since between partitions it may hold none. Returns the partitions it held."""
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, "finished before it could be caught at work"
-        assert time.monotonic() < deadline
-        proc.send_signal(signal.SIGSTOP)
-        done = {p.stem for p in (out / "units").glob("*.json")}
-        held = {p.stem for p in (out / "claims").glob("*.json")} - done
-        if done and held:
-            proc.kill()
-            proc.communicate(timeout=60)
-            return held
-        proc.send_signal(signal.SIGCONT)
-        time.sleep(0.02)
-
-
 def test_overlapping_packs_share_the_work_and_a_killed_one_is_taken_over(ja_docs: Path, tmp_path: Path) -> None:
     docs = big_documents(tmp_path, ja_docs)
     reference = tmp_path / "reference"
@@ -153,12 +126,8 @@ def test_overlapping_packs_share_the_work_and_a_killed_one_is_taken_over(ja_docs
 
     shared = tmp_path / "shared"
     first = start_pack(docs, shared)
-    wait_for(lambda: len(list((shared / "units").glob("*.json"))) >= 1, first)
-    first.send_signal(signal.SIGSTOP)  # until the second has done a partition, whatever the machine's speed
-    before = len(list((shared / "units").glob("*.json")))
-    second = start_pack(docs, shared)
-    wait_for(lambda: len(list((shared / "units").glob("*.json"))) > before, second)
-    first.send_signal(signal.SIGCONT)
+    wait_until(lambda: units_done(shared) >= 1, first)
+    second = frozen_until_another_does_a_unit(first, shared, lambda: start_pack(docs, shared))
     results = [proc.communicate(timeout=600) for proc in (first, second)]
     for proc, (_, stderr) in zip((first, second), results):
         assert proc.returncode == 0 and "Traceback" not in stderr, stderr

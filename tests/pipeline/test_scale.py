@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import run, write_jsonl_gz
+from tests.conftest import (frozen_until_another_does_a_unit, kill_at_work, run, units_done, wait_until,
+                            write_jsonl_gz)
 from wwm_prep.cli import main
 from wwm_prep.core.files import sha256_file
 from wwm_prep.core.resources import resource
@@ -95,11 +96,7 @@ def start_segment(corpus: Path, out: Path) -> subprocess.Popen:
 
 
 def wait_for_units(out: Path, count: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while len(list((out / "units").glob("*.json"))) < count:
-        assert proc.poll() is None, "finished before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: units_done(out) >= count, proc, timeout)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
@@ -188,7 +185,7 @@ def test_two_overlapping_runs_on_one_output_both_finish_with_one_run_s_bytes(tmp
     out = tmp_path / "shared-out"
     first = start_segment(corpus, out)
     wait_for_units(out, 1, first)
-    second = start_segment(corpus, out)
+    second = frozen_until_another_does_a_unit(first, out, lambda: start_segment(corpus, out))
     results = [proc.communicate(timeout=300) for proc in (first, second)]
     for proc, (stdout, stderr) in zip((first, second), results):
         assert proc.returncode == 0, stderr
@@ -204,14 +201,7 @@ def test_two_overlapping_runs_on_one_output_both_finish_with_one_run_s_bytes(tmp
 def test_a_killed_run_s_claim_is_taken_over_by_the_next_run(tmp_path: Path) -> None:
     corpus, reference = corpus_with_reference(tmp_path)
     out = tmp_path / "out"
-    proc = start_segment(corpus, out)
-    wait_for_units(out, 1, proc)
-    while not list((out / "claims").glob("*.json")):  # killed mid-unit: it holds a claim
-        time.sleep(0.01)
-    proc.kill()
-    proc.communicate(timeout=60)
-    held = {p.stem for p in (out / "claims").glob("*.json")}
-    assert held
+    held = kill_at_work(start_segment(corpus, out), out)  # killed mid-unit: it holds a claim
     code, output = run("segment", str(corpus), "--out", str(out), "--dict", "tiny-ja", "--workers", "1")
     assert code == 0, output
     for unit in held:
