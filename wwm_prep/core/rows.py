@@ -14,8 +14,8 @@ NumPy only: the collator imports this, and must stay light.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
