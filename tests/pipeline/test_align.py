@@ -125,11 +125,11 @@ _TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 
 
 @given(st.lists(st.lists(_TEXT, max_size=6), max_size=8))
-def test_string_ends_are_the_running_sum_of_lengths(nested: list[list[str]]) -> None:
+def test_string_ends_are_the_running_sum_of_byte_lengths(nested: list[list[str]]) -> None:
     from wwm_prep.pipeline.align import absent_char, string_ends
 
     sep = absent_char("".join(s for strings in nested for s in strings))
-    expected = np.cumsum([0] + [len(s) for strings in nested for s in strings])
+    expected = np.cumsum([0] + [len(s.encode("utf-8")) for strings in nested for s in strings])
     assert string_ends(nested, sep).tolist() == expected.tolist()
 
 
@@ -143,14 +143,34 @@ def test_absent_char_is_not_in_the_text(text: str) -> None:
 
 
 @given(st.text(st.sampled_from(" \t\n\u00a0\u3000\u2003\u0085a東é\U0001f600"), max_size=40))
-def test_space_and_solid_bytes_match_a_per_character_reference(text: str) -> None:
-    from wwm_prep.pipeline.align import Spaces, space_bytes
+def test_space_and_skipped_bytes_match_a_per_character_reference(text: str) -> None:
+    from wwm_prep.pipeline.align import Spaces, bytes_of, present, space_bytes
 
     raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     vibrato_spaces = " \t\u00a0\u3000"
     table = np.zeros(0x3001, dtype=bool)
     table[[ord(c) for c in vibrato_spaces]] = True
-    starts = np.cumsum([0] + [len(c.encode("utf-8")) for c in text])[:-1]
+    spaces = Spaces.from_table(table)
     assert space_bytes(text, raw).tolist() == [c.isspace() for c in text for _ in c.encode("utf-8")]
-    assert Spaces.from_table(table).solid_bytes(text, raw).tolist() == [
-        int(at) for at, c in zip(starts, text) if c not in vibrato_spaces]
+    parts = bytes_of(raw, np.flatnonzero(raw <= spaces.top), spaces.ascii, present(text, spaces.others))
+    at = np.cumsum([0] + [len(c.encode("utf-8")) for c in text])
+    assert sorted(np.concatenate(parts).tolist()) == [
+        b for i, c in enumerate(text) if c in vibrato_spaces for b in range(at[i], at[i + 1])]
+
+
+@given(st.lists(st.integers(0, 30), max_size=20, unique=True), st.lists(st.integers(0, 31), max_size=4))
+def test_runs_begin_after_a_gap_or_at_an_edge(offsets: list[int], edges: list[int]) -> None:
+    from wwm_prep.pipeline.align import run_firsts
+
+    at, edges = sorted(offsets), sorted(edges + [0, 31])
+    expected = [i == 0 or x != at[i - 1] + 1 or x in edges for i, x in enumerate(at)]
+    assert run_firsts(np.array(at, dtype=np.int64), np.array(edges, dtype=np.int64)).tolist() == expected
+
+
+@given(st.text(st.sampled_from(" \t\n\u00a0\u3000\u2003\u2029\u0085\u1680a東é\u200b\U0001f600"), max_size=40))
+def test_the_character_of_any_byte_is_whitespace_as_str_isspace_says(text: str) -> None:
+    from wwm_prep.pipeline.align import in_space_char
+
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    expected = [c.isspace() for c in text for _ in c.encode("utf-8")]
+    assert in_space_char(raw, np.arange(len(raw))).tolist() == expected

@@ -45,22 +45,19 @@ def absent_char(text: str) -> str:
 
 
 def string_ends(nested: list[list[str]], sep: str) -> np.ndarray:
-    """int64[n + 1]: where each of the n strings of `nested` (end to end) ends, in characters, from 0; `sep`
+    """int64[n + 1]: where each of the n strings of `nested` (end to end) ends, in UTF-8 bytes, from 0; `sep`
     occurs in none of them. They are joined once with `sep` and the separators found in one vectorised search,
     not measured one Python call each."""
     count = sum(map(len, nested))
-    joined = sep.join(map(sep.join, filter(None, nested)))
-    codes = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
+    raw = np.frombuffer(sep.join(map(sep.join, filter(None, nested))).encode("utf-8"), dtype=np.uint8)
     ends = np.zeros(count + 1, dtype=np.int64)
     if count:
-        ends[1:-1] = np.flatnonzero(codes == ord(sep))
-        ends[-1] = len(codes)
-        ends[1:] -= np.arange(count)
+        ends[1:-1] = _starts_of(raw, sep)
+        ends[-1] = len(raw)
+        ends[1:] -= np.arange(count) * len(sep.encode("utf-8"))
     return ends
 
 
-# Bytes a UTF-8 character takes, by its lead byte.
-_WIDTH = np.array([1] * 0xC0 + [2] * 0x20 + [3] * 0x10 + [4] * 0x10, dtype=np.int32)
 # Unicode White_Space as `str.isspace()` has it (no code point above U+3000 is one): the ASCII ones as a byte
 # table, the others (two or three bytes in UTF-8) to look for as byte sequences.
 _SPACE_CHARS = [chr(c) for c in range(0x3001) if chr(c).isspace()]
@@ -80,19 +77,59 @@ def _starts_of(raw: np.ndarray, char: str) -> np.ndarray:
 
 def present(text: str, chars: Iterable[str]) -> list[str]:
     """The non-ASCII `chars` that occur in `text`: one C-speed scan each, none at all for an ASCII text."""
-    return [] if text.isascii() else [c for c in chars if c in text]
+    return [] if text.isascii() else [c for c in dict.fromkeys(chars) if c in text]
+
+
+def bytes_of(raw: np.ndarray, low: np.ndarray, ascii_table: np.ndarray, chars: Iterable[str]) -> list[np.ndarray]:
+    """Offsets of the bytes of `raw` that belong to a character in `ascii_table` (looked up only at the few
+    offsets `low`, which hold every byte the table can match) or among `chars` (non-ASCII, all present in
+    `raw`): one sorted array for the ASCII ones and one for each of `chars`."""
+    parts = [low[ascii_table[raw[low]]]]
+    for char in chars:
+        width = len(char.encode("utf-8"))
+        parts.append((_starts_of(raw, char)[:, None] + np.arange(width)).reshape(-1))
+    return parts
 
 
 def space_bytes(text: str, raw: np.ndarray) -> np.ndarray:
     """bool[len(raw)]: the bytes of `raw` (the UTF-8 of `text`) that belong to a whitespace character."""
     space = np.zeros(len(raw), dtype=bool)
-    low = np.flatnonzero(raw <= 0x20)  # every ASCII space is at most U+0020: look up only those few bytes
-    space[low] = _ASCII_SPACE[raw[low]]
-    for char in present(text, _WIDE_SPACES):
-        at = _starts_of(raw, char)
-        for i in range(len(char.encode("utf-8"))):
-            space[at + i] = True
+    for at in bytes_of(raw, np.flatnonzero(raw <= 0x20), _ASCII_SPACE, present(text, _WIDE_SPACES)):
+        space[at] = True
     return space
+
+
+# The UTF-8 of every whitespace character as one number (up to three bytes, lead byte highest).
+_SPACE_KEYS = np.array(sorted(int.from_bytes(c.encode("utf-8").ljust(3, b"\0"), "big") for c in _SPACE_CHARS))
+
+
+def in_space_char(raw: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """bool per byte offset `at` of `raw` (valid UTF-8): whether the character it is part of is whitespace."""
+    lead = at.copy()
+    for _ in range(3):  # back to the character's lead byte
+        lead -= (lead > 0) & (raw[lead] & 0xC0 == 0x80)
+    first = raw[lead].astype(np.int64)
+    width = 1 + (first >= 0xC0) + (first >= 0xE0) + (first >= 0xF0)
+    key = first << 16
+    for i in (1, 2):
+        key |= np.where(width > i, raw[np.minimum(lead + i, len(raw) - 1)], 0).astype(np.int64) << (16 - 8 * i)
+    return np.isin(key, _SPACE_KEYS)
+
+
+def _member(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """bool per value: whether it is one of `edges` (sorted, not empty)."""
+    return edges[np.minimum(np.searchsorted(edges, values), len(edges) - 1)] == values
+
+
+def run_firsts(at: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """bool per offset of `at` (sorted, distinct): whether it begins a run of consecutive offsets; a run
+    also begins at each of `edges` (document starts), so no run crosses into the next document."""
+    first = np.ones(len(at), dtype=bool)
+    if len(at):
+        first[1:] = at[1:] != at[:-1] + 1
+        i = np.minimum(np.searchsorted(at, edges), len(at) - 1)  # edges are few: look each up, not each offset
+        first[i[at[i] == edges]] = True
+    return first
 
 
 def blank_tokens(space: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -131,15 +168,6 @@ class Spaces:
         top = int(np.flatnonzero(ascii_space).max(initial=0))
         return cls(ascii_space, top, tuple(chr(c) for c in np.flatnonzero(space[128:]) + 128))
 
-    def solid_bytes(self, text: str, raw: np.ndarray) -> np.ndarray:
-        """Byte offsets of the characters of `text` (encoded as `raw`) that are not spaces."""
-        keep = raw.view(np.int8) >= -0x40  # a lead byte: not 0x80-0xBF
-        low = np.flatnonzero(raw <= self.top)
-        keep[low[self.ascii[raw[low]]]] = False
-        for char in present(text, self.others):
-            keep[_starts_of(raw, char)] = False
-        return np.flatnonzero(keep)
-
 
 def char_byte_offsets(codepoints: np.ndarray) -> np.ndarray:
     """Byte offset of each character boundary (length n + 1) from code points."""
@@ -149,28 +177,31 @@ def char_byte_offsets(codepoints: np.ndarray) -> np.ndarray:
 
 def group_starts(starts: np.ndarray, whitespace: np.ndarray, doc_tokens: np.ndarray) -> np.ndarray:
     """Group starts from `starts` (bool, in place: True where a token starts on a word boundary),
-    with whitespace-only groups merged; `doc_tokens` are the documents' token offsets."""
-    nonempty = doc_tokens[:-1] < doc_tokens[1:]
-    firsts, lasts = doc_tokens[:-1][nonempty], doc_tokens[1:][nonempty] - 1
-    starts[firsts] = True
-    if not len(starts):
+    with whitespace-only groups merged; `doc_tokens` are the documents' token offsets.
+
+    A blank group lies within a run of whitespace tokens, and those are few: only they are looked at."""
+    n = len(starts)
+    starts[doc_tokens[:-1][doc_tokens[:-1] < doc_tokens[1:]]] = True
+    blank = np.flatnonzero(whitespace)
+    if not len(blank):
         return starts
-    first = np.flatnonzero(starts)
-    solid_before = _offsets(~whitespace)  # solid tokens before each token
-    blank = solid_before[np.append(first[1:], len(starts))] == solid_before[first]
-    doc_first = np.zeros(len(starts), dtype=bool)
-    doc_first[firsts] = True
+    first = run_firsts(blank, doc_tokens)
+    run = np.cumsum(first) - 1
+    after = np.append(blank[np.flatnonzero(first)[1:] - 1], blank[-1]) + 1  # the token after each run
+    at = np.flatnonzero(starts[blank])  # the blank tokens that start a group
+    runs = run[at]
+    last = np.ones(len(at), dtype=bool)
+    last[:-1] = runs[1:] != runs[:-1]
+    nexts = np.append(blank[at[1:]], n)  # where each such group ends: the next start in its run,
+    nexts[last] = after[runs[last]]  # or past the run, if the group stops there
+    ends_run = np.append(starts, True)[nexts]
+    group_blank = ~last | ends_run
+    ends_doc = _member(nexts, doc_tokens)
+    firsts = blank[at[np.searchsorted(runs, runs[group_blank & ends_doc])]]  # first blank group of a doc's tail
     # A blank group joins the next group of its document: that group loses its start.
-    joins = blank[:-1] & ~doc_first[first[1:]]
-    starts[first[1:][joins]] = False
-    # Blank groups at the end of a document join its last group that has a word.
-    first_group = np.searchsorted(first, firsts)
-    last_group = np.searchsorted(first, lasts, side="right") - 1
-    solid = np.flatnonzero(~blank)
-    k = np.searchsorted(solid, last_group, side="right") - 1
-    last_solid = solid[np.maximum(k, 0)] if len(solid) else np.full(len(k), -1)
-    trailing = (k >= 0) & (last_solid >= first_group) & (last_solid < last_group)
-    starts[first[last_solid[trailing] + 1]] = False
+    starts[nexts[group_blank & ~ends_doc]] = False
+    # Blank groups at the end of a document join its last group that has a word: the first of them loses its start.
+    starts[firsts[~_member(firsts, doc_tokens)]] = False
     return starts
 
 
@@ -179,6 +210,7 @@ def align_batch(
     ids: list[list[int]],
     surfaces: list[list[str]],
     piece_bytes: np.ndarray,
+    piece_whitespace: np.ndarray,
     spaces: Spaces,
 ) -> Aligned:
     """Whole-word groups for a batch of documents from SentencePiece ids and vibrato surfaces alone.
@@ -186,28 +218,33 @@ def align_batch(
     Works on the UTF-8 bytes of the batch end to end. Vibrato's surfaces tile each document's
     non-space characters in order; each SentencePiece piece stands for `piece_bytes[id]` bytes, and
     the first piece of a document also holds the one-space dummy prefix. Documents for which these
-    sums do not add up are listed in `misaligned`.
+    sums do not add up are listed in `misaligned`. Where they add up, the pieces spell the text, so
+    `piece_whitespace[id]` says whether a token is blank (a byte piece: the character it is part of).
     """
     joined = "".join(texts)
     encoded = list(map(str.encode, texts))
     raw = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     doc_bytes = _offsets(_lengths(encoded))
-    solid = spaces.solid_bytes(joined, raw)
-    doc_solid = np.searchsorted(solid, doc_bytes)
 
-    # Words: surface k covers solid characters [ends[k] - length, ends[k]) of the batch.
+    # Words: vibrato's surfaces tile the batch's bytes less the runs of spaces it skips.
+    parts = bytes_of(raw, np.flatnonzero(raw <= spaces.top), spaces.ascii, present(joined, spaces.others))
+    skipped = np.sort(np.concatenate(parts), kind="stable") if len(parts) > 1 else parts[0]  # merges sorted runs
+    first = run_firsts(skipped, doc_bytes)
+    run_starts = skipped[first]
+    skipped_before = _offsets(np.diff(np.append(np.flatnonzero(first), len(skipped))))
+    run_at = run_starts - skipped_before[:-1]  # where each run lies among the kept bytes
+    doc_kept = doc_bytes - skipped_before[np.searchsorted(run_starts, doc_bytes)]
     word_counts = _lengths(surfaces)
     doc_words = _offsets(word_counts)
     word_ends = string_ends(surfaces, absent_char(joined))
-    words_ok = np.diff(word_ends[doc_words]) == np.diff(doc_solid)
-    word_first, word_last = word_ends[:-1], word_ends[1:] - 1
-    shift = doc_solid[:-1] - word_ends[doc_words[:-1]]
-    if shift.any():  # after a misaligned document, count each document from its own start
-        per_word = np.repeat(shift, word_counts)
-        word_first, word_last = word_first + per_word, word_last + per_word
-    last = len(solid) - 1
-    word_first = solid[np.clip(word_first, 0, last)]
-    word_last = solid[np.clip(word_last, 0, last)]
+    words_ok = np.diff(word_ends[doc_words]) == np.diff(doc_kept)
+    word_starts = word_ends[:-1]
+    if not words_ok.all():  # count each document from its own start; leave out those that do not add up
+        word_starts = word_starts + np.repeat(doc_kept[:-1] - word_ends[doc_words[:-1]], word_counts)
+        word_starts = word_starts[np.repeat(words_ok, word_counts)]
+    # Each run of skipped spaces moves every word from the first one at or after it on by its length.
+    moved = np.diff(np.searchsorted(word_starts, run_at), prepend=0, append=len(word_starts))
+    word_starts = word_starts + np.repeat(skipped_before, moved)
 
     # Tokens: piece k starts where the bytes of the pieces before it end (less each document's dummy prefix).
     token_counts = _lengths(ids)
@@ -228,11 +265,16 @@ def align_batch(
         token_ends = token_ends - per_token
     token_ends = np.clip(token_ends, token_starts, len(raw))  # in range even where a document is misaligned
 
+    # A word ends where the next one starts, where skipped spaces start, or where its document ends.
     boundary = np.zeros(len(raw) + 1, dtype=bool)
-    boundary[word_first] = True
-    boundary[np.minimum(word_last + _WIDTH[raw[np.minimum(word_last, len(raw) - 1)]], len(raw))] = True
+    boundary[word_starts] = True
+    boundary[run_starts] = True
     boundary[doc_bytes] = True
-    blank = blank_tokens(space_bytes(joined, raw), token_starts, token_ends)
+    kind = piece_whitespace[flat_ids]
+    blank = kind == 1
+    byte = np.flatnonzero(kind < 0)
+    blank[byte] = in_space_char(raw, np.minimum(token_starts[byte], len(raw) - 1)) if len(raw) else False
+    blank |= token_ends <= token_starts  # nothing but the dummy prefix
     starts = group_starts(boundary[token_starts], blank, doc_tokens)
     return Aligned(flat_ids, starts.view(np.uint8), token_counts, word_counts, np.flatnonzero(~(words_ok & tokens_ok)))
 

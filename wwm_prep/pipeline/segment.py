@@ -98,7 +98,7 @@ class Segmenter:
                     [s for start, end in self._spans(text) for s in tagger.tokenize_to_surfaces(text[start:end])]
                     for text in texts]
         ids = [tok.sp.encode(text) for text in texts]
-        aligned = align_batch(texts, ids, surfaces, tok.piece_bytes, self.spaces)
+        aligned = align_batch(texts, ids, surfaces, tok.piece_bytes, tok.whitespace, self.spaces)
         doc_tokens = np.concatenate([[0], np.cumsum(aligned.token_counts)])
         for i in aligned.misaligned:
             aligned.word_starts[doc_tokens[i] : doc_tokens[i + 1]] = self._exact(texts[i], aligned.ids[doc_tokens[i] : doc_tokens[i + 1]])

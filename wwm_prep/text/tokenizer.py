@@ -2,7 +2,8 @@
 
 Token offsets are not asked of SentencePiece (its proto output is 5x slower than plain ids): with the
 identity normalizer, each piece stands for a fixed number of UTF-8 bytes of the text, so a table of
-byte lengths indexed by id gives every token's offsets from a cumulative sum.
+byte lengths indexed by id gives every token's offsets from a cumulative sum, and a table of which pieces
+are whitespace only tells the blank tokens apart without looking at the text (but for byte pieces).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Tokenizer:
     piece_bytes: np.ndarray  # int64[vocab]: UTF-8 bytes of text a piece stands for; -1 where unknown
     special: np.ndarray  # bool[vocab]: control and unknown pieces, never part of text
     continuation: np.ndarray  # bool[vocab]: byte pieces 0x80-0xBF, which continue a UTF-8 character
+    whitespace: np.ndarray  # int8[vocab]: 1 a piece of whitespace only, 0 one with other text, -1 a byte piece
     special_ids: dict[str, int]
 
     @property
@@ -37,11 +39,13 @@ class Tokenizer:
         return int(self.sp.get_piece_size())
 
 
-def _piece_tables(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _piece_tables(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per piece: bytes of text, special, a continuation byte, whitespace (a byte piece: its character decides)."""
     n = sp.get_piece_size()
     piece_bytes = np.full(n, -1, dtype=np.int64)
     special = np.zeros(n, dtype=bool)
     continuation = np.zeros(n, dtype=bool)
+    whitespace = np.zeros(n, dtype=np.int8)
     for i in range(n):
         if sp.is_control(i) or sp.is_unknown(i):
             special[i] = True
@@ -51,9 +55,12 @@ def _piece_tables(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarra
             value = int(piece[3:5], 16)
             piece_bytes[i] = 1
             continuation[i] = value & 0xC0 == 0x80
+            whitespace[i] = -1
         else:
-            piece_bytes[i] = len(piece.replace(SPACE_MARK, " ").encode("utf-8"))
-    return piece_bytes, special, continuation
+            text = piece.replace(SPACE_MARK, " ")
+            piece_bytes[i] = len(text.encode("utf-8"))
+            whitespace[i] = text.isspace()
+    return piece_bytes, special, continuation, whitespace
 
 
 def special_ids(sp: spm.SentencePieceProcessor) -> dict[str, int]:
@@ -126,13 +133,13 @@ def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
     no download."""
     opened = open_tokenizer(Path(path) if path is not None else resource(*DEFAULT_TOKENIZER))
     model, sp = opened.path, opened.sp
-    piece_bytes, special, continuation = _piece_tables(sp)
+    piece_bytes, special, continuation, whitespace = _piece_tables(sp)
     if not _keeps_text(sp, piece_bytes):
         raise WwmPrepError(
             f"{model}: this model rewrites text as it tokenizes (a normalizer such as NFKC), so token offsets "
             "cannot be mapped back to the document; wwm-prep needs the identity normalizer, as llm-jp v3 has"
         )
-    return Tokenizer(model, opened.sha256, sp, piece_bytes, special, continuation, opened.special_ids)
+    return Tokenizer(model, opened.sha256, sp, piece_bytes, special, continuation, whitespace, opened.special_ids)
 
 
 def _keeps_text(sp: spm.SentencePieceProcessor, piece_bytes: np.ndarray) -> bool:
