@@ -258,12 +258,10 @@ def align_batch(
     if lengths.min(initial=0) < 0:  # a piece of unknown length (<unk>): those documents take the exact path
         tokens_ok &= np.diff(_offsets(lengths < 0)[doc_tokens]) == 0
     token_starts, token_ends = token_bytes[:-1], token_bytes[1:]
-    shift = token_bytes[doc_tokens[:-1]] - doc_bytes[:-1]
-    if shift.any():  # after a misaligned document, count each document from its own start
-        per_token = np.repeat(shift, token_counts)
+    if not tokens_ok.all():  # count each document from its own start, every offset in range
+        per_token = np.repeat(token_bytes[doc_tokens[:-1]] - doc_bytes[:-1], token_counts)
         token_starts = np.clip(token_starts - per_token, 0, len(raw))
-        token_ends = token_ends - per_token
-    token_ends = np.clip(token_ends, token_starts, len(raw))  # in range even where a document is misaligned
+        token_ends = np.clip(token_ends - per_token, token_starts, len(raw))
 
     # A word ends where the next one starts, where skipped spaces start, or where its document ends.
     boundary = np.zeros(len(raw) + 1, dtype=bool)
@@ -274,7 +272,6 @@ def align_batch(
     blank = kind == 1
     byte = np.flatnonzero(kind < 0)
     blank[byte] = in_space_char(raw, np.minimum(token_starts[byte], len(raw) - 1)) if len(raw) else False
-    blank |= token_ends <= token_starts  # nothing but the dummy prefix
     starts = group_starts(boundary[token_starts], blank, doc_tokens)
     return Aligned(flat_ids, starts.view(np.uint8), token_counts, word_counts, np.flatnonzero(~(words_ok & tokens_ok)))
 
