@@ -77,7 +77,7 @@ def _starts_of(raw: np.ndarray, char: str) -> np.ndarray:
 
 def present(text: str, chars: Iterable[str]) -> list[str]:
     """The non-ASCII `chars` that occur in `text`: one C-speed scan each, none at all for an ASCII text."""
-    return [] if text.isascii() else [c for c in dict.fromkeys(chars) if c in text]
+    return [] if text.isascii() else [c for c in chars if c in text]
 
 
 def bytes_of(raw: np.ndarray, low: np.ndarray, ascii_table: np.ndarray, chars: Iterable[str]) -> list[np.ndarray]:
