@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from wwm_prep.commands import interrupts
 from wwm_prep.commands.base import CACHE_OPTION, LOCATION, TOKENIZER_HELP, echo_rows, user_errors
 
 DICT_HELP = (
@@ -201,9 +202,7 @@ def run_segment_command(inputs: tuple[str, ...], out: Path, options: dict[str, A
 
     config = segment_config(options)
     executor, part = executor_and_slice(options)
-    manifest = run_segment(inputs, out, config, executor=executor, part=part, quiet=options["quiet"])
-    print_segment_summary(manifest, out)
-    return manifest
+    return run_segment(inputs, out, config, executor=executor, part=part, quiet=options["quiet"])
 
 
 def inputs_and_out(out_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -221,7 +220,7 @@ def inputs_and_out(out_help: str) -> Callable[[Callable[..., Any]], Callable[...
 @inputs_and_out("Output directory for document shards.")
 @segment_options
 @run_options
-@user_errors
+@user_errors(interrupted=interrupts.RESUME)
 def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     """Segment corpus files into document shards with whole-word groups.
 
@@ -229,6 +228,9 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     .jsonl, .jsonl.gz or .jsonl.zst. A rerun skips the files already done.
     """
     manifest = run_segment_command(inputs, out, options)
+    if manifest.complete and not manifest.failed and no_documents(manifest) is None:
+        interrupts.completed()
+    print_segment_summary(manifest, out)
     if (problem := no_documents(manifest)) is not None:
         click.echo(problem, err=True)
         sys.exit(1)
@@ -247,12 +249,14 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
               help="The documents' tokenizer model, if it is no longer where segment found it (checked by sha256); "
                    "used to cut long documents at sentence ends.")
 @run_options
-@user_errors
+@user_errors(interrupted=interrupts.RESUME)
 def pack(docs_dir: Path, out: Path, tokenizer: Path | None, **options: Any) -> None:
     """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow.
 
     A rerun skips the partitions done and redoes those whose document shards changed."""
     packed = run_pack_command(docs_dir, out, pack_config(options, tokenizer), options)
+    if packed is not None:
+        interrupts.completed()
     print_pack_summary(packed, out)
     if packed is not None and not options["quiet"]:
         next_steps(*sequence_steps(out))
@@ -276,7 +280,7 @@ def run_pack_command(docs_dir: Path, out: Path, config: Any, options: dict[str, 
 @segment_options
 @pack_options
 @run_options
-@user_errors
+@user_errors(interrupted=interrupts.RESUME)
 def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     """Segment and pack in one step: corpus files → OUT/documents → OUT/sequences.
 
@@ -284,6 +288,7 @@ def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     """
     config = pack_config(options)  # a mistake should fail before the long step, not after
     manifest = run_segment_command(inputs, out / "documents", {**options})
+    print_segment_summary(manifest, out / "documents")
     if not manifest.complete:
         click.echo(f"not packing: {len(manifest.failed)} input file(s) failed, {len(manifest.missing)} not "
                    "done; fix them and rerun (completed files are skipped)", err=True)
@@ -292,6 +297,8 @@ def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
         click.echo(f"not packing: {problem}", err=True)
         sys.exit(1)
     packed = run_pack_command(out / "documents", out / "sequences", config, options)
+    if packed is not None:
+        interrupts.completed()
     print_pack_summary(packed, out / "sequences")
     if packed is not None and not options["quiet"]:
         next_steps(*sequence_steps(out / "sequences"))
@@ -311,5 +318,6 @@ def demo(out: Path) -> None:
     if manifest.failed:
         sys.exit(1)
     packed = run_pack(out / "documents", out / "sequences", PackConfig(seq_len=DEMO_SEQ_LEN))
+    interrupts.completed()
     print_pack_summary(packed, out / "sequences")
     next_steps(*sequence_steps(out / "sequences"))
