@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.manifest import DocumentManifest, SequenceManifest
+from wwm_prep.core.manifest import SequenceManifest
 from wwm_prep.core.rows import DOCUMENT_OF_PIECE, SOURCE_PATTERN, RowLayout
 from wwm_prep.core.shards import ShardSet, open_shards
 from wwm_prep.view.hist import Hist, log2_edges
@@ -268,10 +268,12 @@ def _tally_summary(tally: Tally, kind: str, chars_known: bool) -> dict[str, Any]
     return out
 
 
-def _cross_check(totals: dict[str, Any], manifest: DocumentManifest | SequenceManifest | None,
-                 kind: str) -> dict[str, Any]:
+def _cross_check(totals: dict[str, Any], shards: ShardSet) -> dict[str, Any]:
+    """The manifest's totals against the counts, and its shard list against the files: any difference means the
+    directory holds something the manifest does not vouch for (another run's shards, a half-copied output)."""
+    manifest, kind = shards.manifest, shards.kind
     if manifest is None:
-        return {"found": False, "mismatches": {}}
+        return {"found": False, "mismatches": {}, "unlisted": [], "missing": []}
     recorded = manifest.totals
     names = (("documents", "characters", "words", "tokens", "groups") if kind == "documents" else
              ("documents", "pieces", "tokens", "cut_documents", "cuts", "rows", "pad_tokens"))
@@ -279,7 +281,15 @@ def _cross_check(totals: dict[str, Any], manifest: DocumentManifest | SequenceMa
     for name in names:
         if name in recorded and totals.get(name) is not None and recorded[name] != totals[name]:
             mismatches[name] = {"shards": totals[name], "manifest": recorded[name]}
-    return {"found": True, "compared": [n for n in names if n in recorded], "mismatches": mismatches}
+    listed, present = set(manifest.shard_rows()), {p.name for p in shards.paths}
+    return {"found": True, "compared": [n for n in names if n in recorded], "mismatches": mismatches,
+            "unlisted": sorted(present - listed), "missing": sorted(listed - present)}
+
+
+def disagrees(summary: dict[str, Any]) -> bool:
+    """Whether the shards and their manifest disagree (`stats` then exits 1)."""
+    check = summary["manifest"]
+    return bool(check["mismatches"] or check["unlisted"] or check["missing"])
 
 
 def _add_packing(summary: dict[str, Any], counter: Counter, packing: Packing,
@@ -336,5 +346,5 @@ def compute_stats(directory: Path, tokenizer: Path | None = None) -> Stats:
     }
     if packing is not None:
         _add_packing(summary, counter, packing, shards.manifest)
-    summary["manifest"] = _cross_check(totals, shards.manifest, shards.kind)
+    summary["manifest"] = _cross_check(totals, shards)
     return Stats(summary, counter, packing)
