@@ -23,6 +23,13 @@ def test_a_misspelled_or_absent_subset_is_an_error_that_lists_the_subsets_there(
     code, output = run("segment", str(SAMPLE / "ja" / "ja_wiki"), "--out", str(tmp_path / "b"), "--dict", "tiny-ja",
                        "--subsets", "kaken")
     assert code == 2 and "the subsets there are: " in output and "kaken" in output
+    code, output = run("segment", str(SAMPLE), "--out", str(tmp_path / "c"), "--dict", "tiny-ja",
+                       "--subsets", "ja_wiki, kaken,")  # a trailing comma, a space: the two subsets
+    assert code == 0 and json.loads((tmp_path / "c" / "manifest.json").read_text())["complete"]
+    assert {u.split("--")[0] for u in json.loads((tmp_path / "c" / "manifest.json").read_text())["units"]} == {
+        "ja_wiki", "kaken"}
+    code, output = run("segment", str(SAMPLE), "--out", str(tmp_path / "d"), "--dict", "tiny-ja", "--subsets", ",")
+    assert code == 2 and "names no subset" in output and not (tmp_path / "d").exists()
 
 
 def test_a_run_that_rejects_every_record_exits_1_and_says_why(tmp_path: Path) -> None:
@@ -117,7 +124,7 @@ def test_waits_say_what_they_wait_for(tmp_path: Path) -> None:
     stream = io.StringIO()
     with Elapsed("loading dictionary tiny-ja (mecab-text)", stream=stream):
         pass
-    assert re.fullmatch(r"loading dictionary tiny-ja \(mecab-text\)…\r.*… done in \d+\.\d s\n", stream.getvalue())
+    assert re.fullmatch(r"loading dictionary tiny-ja \(mecab-text\)… done in \d+\.\d s\n", stream.getvalue())
     code, output = run("segment", str(SAMPLE / "ja" / "kaken"), "--out", str(tmp_path / "d"), "--dict", "tiny-ja")
     assert code == 0 and "loading dictionary tiny-ja (mecab-text)… done in" in output
     code, output = run("dict", "info", "tiny-ja")

@@ -172,10 +172,20 @@ def segment_config(options: dict[str, Any]) -> Any:
 
     subsets, tokenizer = options.pop("subsets"), options.pop("tokenizer")
     return SegmentConfig(dictionary=options.pop("dictionary"), tokenizer=str(tokenizer) if tokenizer else None,
-                         subsets=tuple(subsets.split(",")) if subsets else None, cache=options.pop("cache_dir"),
+                         subsets=subset_names(subsets), cache=options.pop("cache_dir"),
                          overwrite=options.pop("overwrite"), split_lines=options.pop("split_lines"),
                          vibrato_defaults=options.pop("vibrato_defaults"), verify_inputs=options.pop("verify_inputs"),
                          claim_timeout=options["claim_timeout"])
+
+
+def subset_names(text: str | None) -> tuple[str, ...] | None:
+    """`--subsets ja_wiki, kaken,` as ("ja_wiki", "kaken"): spaces and empty names between commas mean nothing."""
+    if text is None:
+        return None
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise click.BadParameter(f"{text!r} names no subset (e.g. ja_wiki,kaken)", param_hint="--subsets")
+    return names
 
 
 def executor_and_slice(options: dict[str, Any]) -> tuple[Any, Any]:

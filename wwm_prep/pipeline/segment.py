@@ -344,7 +344,7 @@ def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfi
     try:
         _claim_output(out, doc_config, config)  # a mistake is answered before the dictionary's slow load
         found = located[0]
-        first_use = ", converted for vibrato on first use" if found.format == "mecab-binary" else ""
+        first_use = ", converted for vibrato on first use" if found.converts_first(config.cache) else ""
         with Elapsed(f"loading dictionary {found.name} ({found.format}{first_use})", quiet=quiet):
             stage.prepare(located)
         found = {u.unit: _completed(out, u, config.verify_inputs) for u in files}
