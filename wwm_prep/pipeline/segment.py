@@ -30,7 +30,7 @@ from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
 from wwm_prep.text.dictionary import Dictionary, DictionaryFiles, locate_dictionary
 from wwm_prep.text.registry import cache_dir
-from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
+from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer, recorded_location
 
 COUNTS = ("documents", "characters", "words", "tokens", "groups", "empty", "rejects", "exact_path", "not_reversible")
 
@@ -228,11 +228,12 @@ class SegmentConfig:
     claim_timeout: float = DEFAULT_TIMEOUT  # seconds before a silent run's claim on a unit is taken over
 
 
-def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, split_lines: bool) -> DocumentConfig:
+def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, config: SegmentConfig) -> DocumentConfig:
     schema = load_schema("document")
-    record = TokenizerRecord(tokenizer.sha256, tokenizer.special_ids, str(tokenizer.path), tokenizer.vocab_size)
+    where = recorded_location(config.tokenizer, tokenizer.path)
+    record = TokenizerRecord(tokenizer.sha256, tokenizer.special_ids, where, tokenizer.vocab_size)
     return DocumentConfig(schema_ref(schema.name, schema.version), dictionary.describe(), record,
-                          split_lines=split_lines)
+                          split_lines=config.split_lines)
 
 
 def _input_stamp(path: Any, verify: bool = False) -> dict[str, Any]:
@@ -340,7 +341,7 @@ def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfi
         raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
     stage = SegmentStage(out, config, Counters())
     located = stage.locate()
-    doc_config = _document_config(*located, config.split_lines)
+    doc_config = _document_config(*located, config)
     try:
         _claim_output(out, doc_config, config)  # a mistake is answered before the dictionary's slow load
         found = located[0]
