@@ -45,3 +45,23 @@ def test_the_collator_says_no_tokenizer_at_a_path_that_does_not_exist(tmp_path: 
         with pytest.raises(FileNotFoundError, match=f"no tokenizer at {missing}"):
             WholeWordMaskCollator(str(missing))
     assert WholeWordMaskCollator(str(SAMPLE_MODEL)).options.vocab_size > 0
+
+
+def test_the_summary_names_what_was_used_and_the_sample_tokenizer_is_only_quiet_on_the_sample(tmp_path: Path) -> None:
+    code, output = run("segment", str(SAMPLE / "ja" / "kaken"), "--out", str(tmp_path / "a"), "--dict", "tiny-ja")
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    dictionary, tokenizer = manifest["config"]["dictionary"], manifest["config"]["tokenizer"]
+    assert code == 0 and "warning" not in output
+    assert f"dictionary tiny-ja (sha256 {dictionary['sha256'][:12]}…)" in output
+    assert f"tokenizer  {SAMPLE_MODEL} (sha256 {tokenizer['sha256'][:12]}…)" in output
+    code, output = run("pack", str(tmp_path / "a"), "--out", str(tmp_path / "seq"), "--seq-len", "256")
+    assert code == 0 and f"tokenizer  {SAMPLE_MODEL} (sha256 {tokenizer['sha256'][:12]}…)" in output
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE / "ja" / "kaken", corpus / "ja" / "kaken")
+    code, output = run("segment", str(corpus), "--out", str(tmp_path / "b"), "--dict", "tiny-ja")
+    assert code == 0 and "warning: no --tokenizer given, so the bundled sample tokenizer" in output
+    assert "--tokenizer llm-jp-tokenizer-100k.ver3.0b1.model" in output
+    code, output = run("segment", str(corpus), "--out", str(tmp_path / "c"), "--dict", "tiny-ja",
+                       "--tokenizer", str(SAMPLE_MODEL))
+    assert code == 0 and "warning" not in output

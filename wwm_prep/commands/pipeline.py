@@ -39,6 +39,7 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
     rows += [(label, totals[key]) for label, key in SEGMENT_MORE] + [("failed files", len(manifest.failed))]
     click.echo(f"segment → {out}")
     echo_rows(rows, 18, 14)
+    echo_used(manifest.config)
     if totals["rejects"]:
         top = ", ".join(f"{reason} ({n:,})" for reason, n in reject_reasons(manifest)[:3])
         click.echo(f"  rejected records: {top}; each is kept with its reason in {out / 'rejects'}")
@@ -47,6 +48,23 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
     if len(manifest.missing) > len(manifest.failed):
         click.echo(f"  {len(manifest.missing) - len(manifest.failed)} input file(s) are left to other array slices or "
                    "to the runs that hold them; the run that completes the last one writes the complete manifest")
+
+
+def echo_used(config: Any) -> None:
+    """The dictionary and the tokenizer the data was made with, each with a short sha256 to tell them apart."""
+    dictionary, tokenizer = config.dictionary, config.tokenizer
+    click.echo(f"  dictionary {dictionary.get('name', '?')} (sha256 {dictionary['sha256'][:12]}…)")
+    click.echo(f"  tokenizer  {tokenizer.path or '?'} (sha256 {tokenizer.sha256[:12]}…)")
+
+
+def warn_of_the_sample_tokenizer(inputs: tuple[str, ...], tokenizer: Any) -> None:
+    """The bundled tokenizer is a toy for the bundled sample: on a real corpus it makes ids no trained model reads."""
+    from wwm_prep.core.resources import resource
+
+    sample = resource("sample", "corpus").resolve()
+    if tokenizer is None and not all(Path(i).resolve().is_relative_to(sample) for i in inputs):
+        click.echo("warning: no --tokenizer given, so the bundled sample tokenizer (a small toy) is used; for the "
+                   "recipe, pass --tokenizer llm-jp-tokenizer-100k.ver3.0b1.model (see the README)", err=True)
 
 
 def reject_reasons(manifest: Any) -> list[tuple[str, int]]:
@@ -87,6 +105,7 @@ def print_pack_summary(manifest: Any, out: Path) -> None:
              ("shards", len(manifest.shards))]
     click.echo(f"pack → {out}  ({config.strategy}, {config.seq_len} tokens per row)")
     echo_rows(rows, 20, 12)
+    echo_used(manifest.document_config)
     if not config.sentence_ends["used"]:
         click.echo("  long documents were cut at word-group edges only: the tokenizer model was not found "
                    "(give it with --tokenizer to prefer sentence ends)")
@@ -211,6 +230,7 @@ def run_segment_command(inputs: tuple[str, ...], out: Path, options: dict[str, A
     from wwm_prep.pipeline.segment import run_segment
 
     config = segment_config(options)
+    warn_of_the_sample_tokenizer(inputs, config.tokenizer)
     executor, part = executor_and_slice(options)
     return run_segment(inputs, out, config, executor=executor, part=part, quiet=options["quiet"])
 
