@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from wwm_prep.core.claims import DEFAULT_TIMEOUT, Claim, Holder, claim, live_claims
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.groups import count_groups
 from wwm_prep.core.files import locked, temp_path, write_json_atomic
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema
@@ -162,7 +163,8 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
         counts["characters"] += chars
         counts["words"] += int(seg.word_counts.sum())
         counts["tokens"] += len(seg.ids)
-        counts["groups"] += int(np.count_nonzero(seg.word_starts))
+        doc_starts = np.cumsum(seg.token_counts) - seg.token_counts
+        counts["groups"] += count_groups(~segmenter.tokenizer.special[seg.ids], seg.word_starts, doc_starts)
         counts["exact_path"] += seg.exact_path
         counts["not_reversible"] += sum(SPACE_MARK in d.text for d in batch)
         if progress is not None:
