@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO))
 HIGH_WATER = "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')).split()[1])\n"
 RUN_CLI = "import sys\nfrom wwm_prep.cli import main\nmain(sys.argv[1:], standalone_mode=False)\n"
 IMPORTS = {"megatron": "import warnings\nwarnings.simplefilter('ignore')\nimport wwm_prep.cli, wwm_prep.export.run\n"
-                       "from wwm_prep.export.megatron import require_megatron\nrequire_megatron()\n",
-           "mds": "import wwm_prep.cli, wwm_prep.export.run\nfrom wwm_prep.export.mds import require_streaming\n"
+                       "from wwm_prep.export.formats.megatron import require_megatron\nrequire_megatron()\n",
+           "mds": "import wwm_prep.cli, wwm_prep.export.run\nfrom wwm_prep.export.formats.mds import require_streaming\n"
                   "require_streaming()\n"}
 
 
