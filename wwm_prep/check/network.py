@@ -25,9 +25,8 @@ import numpy as np
 
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.rows import RowLayout
-from wwm_prep.core.specials import LLMJP_V3_IDS
+from wwm_prep.core.specials import IGNORE_INDEX, LLMJP_V3_IDS
 
-IGNORE_INDEX = -100  # label value of tokens that are not predicted (Hugging Face convention)
 DocLengths = Sequence[Sequence[int]] | np.ndarray | None  # per row, the lengths of its pieces
 
 

@@ -16,14 +16,11 @@ import numpy as np
 
 from wwm_prep.core import groups as core_groups
 from wwm_prep.core.rows import RowLayout
+from wwm_prep.core.specials import IGNORE_INDEX
 from wwm_prep.train.options import MaskingOptions
 from wwm_prep.train.randomness import SALT_ACTION, SALT_GROUP, SALT_RANDOM_ID, SALT_SPAN, stream, unit_interval
 from wwm_prep.train.selection import RULES, ranges, visiting_order
 from wwm_prep.train.spans import REPLACED_PER_SPAN, draw_lengths, tile_runs
-
-#: The label of every position that is not predicted (PyTorch's cross-entropy default).
-IGNORE_INDEX = -100
-
 
 @dataclass(frozen=True)
 class Groups:
