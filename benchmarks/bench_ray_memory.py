@@ -38,7 +38,8 @@ from corpus_args import corpus_parser  # noqa: E402
 from wwm_prep.pipeline import segment as segment_module  # noqa: E402
 from wwm_prep.pipeline.executor import RayExecutor, Stage  # noqa: E402
 from wwm_prep.pipeline.segment import SegmentConfig, SegmentStage, run_segment  # noqa: E402
-from wwm_prep.text.dictionary import DEFAULT_DICTIONARY, load_dictionary  # noqa: E402
+from wwm_prep.text.dictionary import DEFAULT_DICTIONARY, DictionaryFiles, load_dictionary  # noqa: E402
+from wwm_prep.text.tokenizer import Tokenizer  # noqa: E402
 
 try:
     import ray
@@ -58,13 +59,13 @@ def marks_dir(out: Path) -> Path:
 class MarkedStage(SegmentStage):
     """Leaves `load-<pid>` beside the output when a process loads the dictionary, `run-<pid>` when one runs a unit."""
 
-    def prepare(self) -> None:
+    def prepare(self, located: tuple[DictionaryFiles, Tokenizer] | None = None) -> None:
         if self.segmenter is None:
-            (marks_dir(self.out_dir) / f"load-{os.getpid()}").touch()
-        super().prepare()
+            (marks_dir(self.out.local) / f"load-{os.getpid()}").touch()
+        super().prepare(located)
 
     def run(self, unit: Any) -> dict[str, Any]:
-        (marks_dir(self.out_dir) / f"run-{os.getpid()}").touch()
+        (marks_dir(self.out.local) / f"run-{os.getpid()}").touch()
         return super().run(unit)
 
 
