@@ -102,24 +102,28 @@ def kib(pid: int, name: str, key: str) -> int:
         return int(next(line.split()[1] for line in f if line.startswith(key)))
 
 
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+    except OSError:
+        return []  # gone meanwhile
+
+
 def processes(actor_title: str) -> set[int]:
-    """The actors (found by their process title) and all their descendants."""
-    todo = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(actor_title.encode()):
-                todo.append(int(entry.name))
-        except OSError:
-            pass  # gone meanwhile
+    """The actors (found by their process title) and all their descendants, in this process's own Ray (its raylet
+    is a child of this process): on a shared machine, other people's Ray actors of the same class are not counted."""
     found: set[int] = set()
+    todo = [(os.getpid(), False)]
     while todo:
-        pid = todo.pop()
-        found.add(pid)
+        pid, counted = todo.pop()
         try:
-            todo += [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-                     for child in (task / "children").read_text().split()]
+            counted = counted or Path(f"/proc/{pid}/cmdline").read_bytes().startswith(actor_title.encode())
         except OSError:
-            pass
+            continue  # gone meanwhile
+        if counted:
+            found.add(pid)
+        todo += [(child, counted) for child in children(pid)]
     return found
 
 
@@ -194,7 +198,9 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<7} {r['pss']:>17.0f} {r['rss']:>17.0f} {r['loads']:>16} {r['processes']:>9} "
               f"{r['pss_all']:>25.0f} {r['seconds']:>7.1f}")
-    ratio = {key: rows["after"][key] / rows["before"][key] for key in ("pss", "rss", "pss_all")}
+    # nan where no sample fell while both workers ran (a run too short to measure, such as --smoke's)
+    ratio = {key: rows["after"][key] / rows["before"][key] if rows["before"][key] else float("nan")
+             for key in ("pss", "rss", "pss_all")}
     print(f"RATIO after / before: peak PSS {ratio['pss']:.2f}, peak RSS {ratio['rss']:.2f}, "
           f"peak PSS incl. loading {ratio['pss_all']:.2f}")
 
