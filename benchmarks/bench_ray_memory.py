@@ -15,7 +15,7 @@ also over the whole run, the loading included (compiling a text dictionary needs
 the result). The driver, which holds the dictionary too in both layouts (for the output's configuration), is
 left out.
 
-    python benchmarks/bench_ray_memory.py [--corpus DIR] [--dict NAME] [--tokenizer MODEL]
+    python benchmarks/bench_ray_memory.py [--corpus DIR] [--dict NAME] [--tokenizer MODEL] [--smoke]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench_workers import deal  # noqa: E402
-from corpus_args import corpus_parser  # noqa: E402
+from corpus_args import SMOKE, corpus_parser, parse_with_smoke  # noqa: E402
 from wwm_prep.pipeline import segment as segment_module  # noqa: E402
 from wwm_prep.pipeline.executor import RayExecutor, Stage  # noqa: E402
 from wwm_prep.pipeline.segment import SegmentConfig, SegmentStage, run_segment  # noqa: E402
@@ -172,7 +172,7 @@ def measure(executor: Any, actor_title: str, corpus: Path, out: Path, config: Se
 
 
 def main() -> None:
-    args = corpus_parser(__doc__.splitlines()[0]).parse_args()
+    args = parse_with_smoke(corpus_parser(__doc__.splitlines()[0]), SMOKE)
     if ray is None:
         print("bench_ray_memory: Ray is not installed (pip install 'wwm-prep[ray]'); skipped")
         return
