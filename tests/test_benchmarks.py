@@ -91,7 +91,7 @@ def test_smoke_run(script: str, tmp_path: Path) -> None:
     run = RUNS[script]
     missing = [name for name in run.needs if not installed(name)]
     if missing:
-        pytest.skip(f"{script} needs {', '.join(missing)} (an optional extra), not installed here")
+        pytest.skip(f"{script} needs {', '.join(missing)} (from an extra), not installed here")
     out = smoke(script, tmp_path=tmp_path)
     for line in run.expect:
         assert line in out, f"{script} --smoke did not print {line!r}:\n{out}"
