@@ -4,7 +4,7 @@ Generates documents that mix Japanese scripts, ASCII, full- and half-width forms
 character, U+2581, combining marks, astral and control characters (tests/pipeline/contract.py), segments
 them with `Segmenter(dictionary, tokenizer)`, and compares every document's word_starts with the
 reference built from MeCab's words (fugashi, on the same dictionary's MeCab binary), SentencePiece's proto
-offsets and str.isspace() per character. Not part of the test suite.
+offsets and str.isspace() per character. Not part of the test suite, but for its --smoke run.
 
     python benchmarks/bench_contract.py [--documents N] [--seed S] [--dict unidic-lite|ipadic] [--tokenizer MODEL]
         [--smoke]
