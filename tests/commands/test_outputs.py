@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import big_corpus, freeze_when, held_at_work, run, start_segment
 from wwm_prep.core.resources import resource
 
 SAMPLE = resource("sample", "corpus")
@@ -65,3 +65,15 @@ def test_the_summary_names_what_was_used_and_the_sample_tokenizer_is_only_quiet_
     code, output = run("segment", str(corpus), "--out", str(tmp_path / "c"), "--dict", "tiny-ja",
                        "--tokenizer", str(SAMPLE_MODEL))
     assert code == 0 and "warning" not in output
+
+
+def test_pack_on_documents_a_segment_run_is_still_writing_says_so(tmp_path: Path) -> None:
+    corpus, docs = big_corpus(tmp_path / "corpus"), tmp_path / "docs"
+    proc = start_segment(corpus, docs)
+    try:
+        freeze_when(proc, lambda: bool(held_at_work(docs)))
+        code, output = run("pack", str(docs), "--out", str(tmp_path / "seq"), "--seq-len", "256")
+        assert code == 2 and f"{docs} is still being written by the run of pid {proc.pid}" in output
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
