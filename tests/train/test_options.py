@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from wwm_prep.core.specials import LLMJP_V3_IDS, LLMJP_V3_VOCAB_SIZE
 from wwm_prep.train.collator import WholeWordMaskCollator
 from wwm_prep.train.options import LLMJP_V3_SPECIALS, MaskingOptions, token_ids
 
 
-def test_llmjp_v3_defaults_come_from_the_specials_table():
-    assert LLMJP_V3_SPECIALS == {"mask_id": 3, "pad_id": 4, "special_ids": tuple(range(8)), "vocab_size": 99_574}
-    assert set(LLMJP_V3_SPECIALS["special_ids"]) == set(LLMJP_V3_IDS.values())
-    assert LLMJP_V3_SPECIALS["vocab_size"] == LLMJP_V3_VOCAB_SIZE
+def test_llmjp_v3_defaults_are_what_the_real_tokenizer_says(llm_jp_tokenizer_path: Path) -> None:
+    """The collator's defaults (no tokenizer given) are read off the llm-jp v3 model itself, not restated."""
+    real = token_ids(llm_jp_tokenizer_path)
+    assert {**real, "special_ids": tuple(real["special_ids"])} == LLMJP_V3_SPECIALS
     assert token_ids(None, pad_id=0, special_ids=None) == {**LLMJP_V3_SPECIALS, "pad_id": 0}
 
 

@@ -6,25 +6,43 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.conftest import run
+from wwm_prep.view.report import compact
 
 
 def test_plot(prepared: dict[str, Path], tmp_path: Path) -> None:
+    """What the panels say agrees with the counts: every document, group and row is in a bar, and the axes are
+    labelled; the command writes the figure where asked."""
     pytest.importorskip("matplotlib")
-    from matplotlib.image import imread
+    import matplotlib.pyplot as plt
+
+    from wwm_prep.view.plot import draw_stats
+    from wwm_prep.view.stats import compute_stats
 
     for kind in ("documents", "sequences"):
+        stats = compute_stats(prepared[kind])
+        t = stats.summary["totals"]
+        fig = draw_stats(stats)
+        axes = fig.axes
+        assert len(axes) == (2 if kind == "documents" else 4) and all(ax.get_xlabel() and ax.get_ylabel() for ax in axes)
+
+        def heights(ax: object) -> float:
+            return sum(bar.get_height() for bar in ax.patches)  # type: ignore[attr-defined]
+
+        assert heights(axes[0]) == stats.counter.all.document_tokens.n  # stacked by subset, each document once
+        assert f"{compact(t['documents'])} documents" in axes[0].get_title()
+        assert heights(axes[1]) == pytest.approx(1.0)  # shares of the groups, the tail folded into the last bar
+        assert f"{compact(t['groups'])} groups" in axes[1].get_title()
+        if kind == "sequences":
+            assert heights(axes[2]) == heights(axes[3]) == t["rows"]  # row fill and pieces per row: every row
+            lo, hi = axes[2].get_xlim()
+            assert lo < 100 * min(stats.packing.row_fill.percentile(1), t["seq_len"]) / t["seq_len"] and hi >= 100
+        plt.close(fig)
         png = tmp_path / f"{kind}.png"
         code, output = run("stats", str(prepared[kind]), "--plot", str(png))
-        assert code == 0, output
-        assert png.stat().st_size > 20_000
-        image = imread(png)
-        assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 600
-        colours = np.unique(image.reshape(-1, image.shape[2]).round(2), axis=0)
-        assert len(colours) > 50  # not a blank canvas: bars in several colours, text, axes
+        assert code == 0 and png.stat().st_size > 0, output
 
 
 def test_plot_is_reproducible(prepared: dict[str, Path], tmp_path: Path) -> None:

@@ -151,7 +151,18 @@ def plot_path(path: Path) -> Path:
 
 
 def plot_stats(stats: Stats, path: Path) -> None:
-    """Histograms a person reads without the code: titled, axes labelled with units."""
+    """The histograms of `draw_stats`, written to `path` (PNG, SVG or PDF, by its suffix)."""
+    import matplotlib.pyplot as plt
+
+    fig = draw_stats(stats)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def draw_stats(stats: Stats) -> Any:
+    """Histograms a person reads without the code, titled, axes labelled with units: a matplotlib Figure."""
     require_matplotlib()
     import matplotlib
 
@@ -179,7 +190,4 @@ def plot_stats(stats: Stats, path: Path) -> None:
     title += f" in {compact(t['rows'])} rows)" if packing is not None else f" in {compact(t['documents'])} documents)"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
