@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 MDS_VENV := build/venv-mds
 MDS_STAMP := $(MDS_VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test test-mds bench clean
+.PHONY: demo test test-mds stress-tests bench clean
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV): wwm-prep and its dependencies (first run only; about a minute)…"
@@ -27,6 +27,10 @@ $(MDS_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(MDS_VENV)
 	$(MDS_VENV)/bin/python -m pip install -q --no-compile -e '.[mds]' pytest hypothesis
 	rm -f $(MDS_VENV)/.installed-* && touch $@
+
+# The tests that start processes, 5 rounds with every core busy: they must wait for events, never for time.
+stress-tests: $(STAMP)
+	bash scripts/stress_tests.sh 5
 
 test-mds: $(MDS_STAMP)
 	$(MDS_VENV)/bin/python -m pytest -q -m mds tests/export

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from wwm_prep.core.claims import DEFAULT_TIMEOUT, Claim, Holder, claim, live_claims
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.groups import count_groups
 from wwm_prep.core.files import locked, temp_path, write_json_atomic
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema
@@ -30,7 +31,7 @@ from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
 from wwm_prep.text.dictionary import Dictionary, DictionaryFiles, locate_dictionary
 from wwm_prep.text.registry import cache_dir
-from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
+from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer, recorded_location
 
 COUNTS = ("documents", "characters", "words", "tokens", "groups", "empty", "rejects", "exact_path", "not_reversible")
 
@@ -162,7 +163,8 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
         counts["characters"] += chars
         counts["words"] += int(seg.word_counts.sum())
         counts["tokens"] += len(seg.ids)
-        counts["groups"] += int(np.count_nonzero(seg.word_starts))
+        doc_starts = np.cumsum(seg.token_counts) - seg.token_counts
+        counts["groups"] += count_groups(~segmenter.tokenizer.special[seg.ids], seg.word_starts, doc_starts)
         counts["exact_path"] += seg.exact_path
         counts["not_reversible"] += sum(SPACE_MARK in d.text for d in batch)
         if progress is not None:
@@ -228,11 +230,12 @@ class SegmentConfig:
     claim_timeout: float = DEFAULT_TIMEOUT  # seconds before a silent run's claim on a unit is taken over
 
 
-def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, split_lines: bool) -> DocumentConfig:
+def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, config: SegmentConfig) -> DocumentConfig:
     schema = load_schema("document")
-    record = TokenizerRecord(tokenizer.sha256, tokenizer.special_ids, str(tokenizer.path), tokenizer.vocab_size)
+    where = recorded_location(config.tokenizer, tokenizer.path)
+    record = TokenizerRecord(tokenizer.sha256, tokenizer.special_ids, where, tokenizer.vocab_size)
     return DocumentConfig(schema_ref(schema.name, schema.version), dictionary.describe(), record,
-                          split_lines=split_lines)
+                          split_lines=config.split_lines)
 
 
 def _input_stamp(path: Any, verify: bool = False) -> dict[str, Any]:
@@ -340,11 +343,11 @@ def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfi
         raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
     stage = SegmentStage(out, config, Counters())
     located = stage.locate()
-    doc_config = _document_config(*located, config.split_lines)
+    doc_config = _document_config(*located, config)
     try:
         _claim_output(out, doc_config, config)  # a mistake is answered before the dictionary's slow load
         found = located[0]
-        first_use = ", converted for vibrato on first use" if found.format == "mecab-binary" else ""
+        first_use = ", converted for vibrato on first use" if found.converts_first(config.cache) else ""
         with Elapsed(f"loading dictionary {found.name} ({found.format}{first_use})", quiet=quiet):
             stage.prepare(located)
         found = {u.unit: _completed(out, u, config.verify_inputs) for u in files}
