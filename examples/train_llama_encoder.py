@@ -19,7 +19,9 @@ import torch
 import transformers
 
 from wwm_prep import WholeWordMaskCollator
+from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.manifest import SequenceManifest
+from wwm_prep.text.tokenizer import locate_tokenizer
 
 
 def masked_lm_loss(outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:  # noqa: ANN001
@@ -33,9 +35,11 @@ def train(sequences: Path, steps: int, out: Path, hidden_size: int = 64, layers:
           batch_size: int = 4, learning_rate: float = 1e-2) -> list[float]:
     """Train for ``steps`` optimizer steps; the loss of each."""
     manifest = SequenceManifest.read(sequences)
+    tokenizer = manifest.tokenizer  # the tokenizer the rows were made with
+    model_file, _ = locate_tokenizer(tokenizer.path, tokenizer.sha256, None, made_with="these rows were made with")
     rows = datasets.load_dataset("arrow", data_files=str(sequences / "*.arrow"), split="train").with_format("numpy")
-    collator = WholeWordMaskCollator(manifest.tokenizer.path, seed=0, block_attention=True,
-                                     return_varlen=False, return_tensors="pt")
+    collator = WholeWordMaskCollator(model_file, seed=0, block_attention=True, return_varlen=False,
+                                     return_tensors="pt")
     config = transformers.LlamaConfig(
         vocab_size=collator.vocab_size, hidden_size=hidden_size, intermediate_size=4 * hidden_size,
         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
@@ -65,4 +69,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except WwmPrepError as exc:  # e.g. the rows' tokenizer has moved: the message says which file to give
+        raise SystemExit(f"train_llama_encoder.py: {exc}") from None
