@@ -3,7 +3,8 @@
     python examples/train_tiny.py out/demo/sequences [--steps 20]
 
 Plain PyTorch: a DataLoader with two workers feeds rows from `datasets` to WholeWordMaskCollator, and a
-two-layer Transformer encoder learns to fill the masked words. It prints the loss of each step.
+two-layer Transformer encoder learns to fill the masked words. Each packed piece attends within itself only
+(the collator's block mask, `block_attention=True`). It prints the loss of each step.
 """
 
 from __future__ import annotations
@@ -22,18 +23,22 @@ from wwm_prep.text.tokenizer import locate_tokenizer
 
 
 class TinyEncoder(torch.nn.Module):
-    def __init__(self, vocab_size: int, dim: int = 64, max_len: int = 8192):
+    def __init__(self, vocab_size: int, dim: int = 64, heads: int = 4, max_len: int = 8192):
         super().__init__()
+        self.heads = heads
         self.embed = torch.nn.Embedding(vocab_size, dim)
         self.position = torch.nn.Embedding(max_len, dim)
-        layer = torch.nn.TransformerEncoderLayer(dim, nhead=4, dim_feedforward=4 * dim, batch_first=True)
-        self.encoder = torch.nn.TransformerEncoder(layer, num_layers=2)
+        layer = torch.nn.TransformerEncoderLayer(dim, nhead=heads, dim_feedforward=4 * dim, batch_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
         self.head = torch.nn.Linear(dim, vocab_size)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
                 attention_mask: torch.Tensor) -> torch.Tensor:
+        """``attention_mask`` is the collator's block mask (rows × 1 × L × L, added to the scores); PyTorch's
+        encoder takes one such plane per row and head."""
         x = self.embed(input_ids) + self.position(position_ids)
-        return self.head(self.encoder(x, src_key_padding_mask=attention_mask == 0))
+        per_head = attention_mask.expand(-1, self.heads, -1, -1).flatten(0, 1)
+        return self.head(self.encoder(x, mask=per_head))
 
 
 def main() -> None:
@@ -45,7 +50,7 @@ def main() -> None:
     tokenizer = SequenceManifest.read(args.sequences).tokenizer  # the tokenizer the rows were made with
     model_file, _ = locate_tokenizer(tokenizer.path, tokenizer.sha256, None, made_with="these rows were made with")
     rows = datasets.load_dataset("arrow", data_files=str(args.sequences / "*.arrow"), split="train")
-    collator = WholeWordMaskCollator(model_file, seed=0, return_tensors="pt")
+    collator = WholeWordMaskCollator(model_file, seed=0, block_attention=True, return_tensors="pt")
     loader = DataLoader(rows.with_format("numpy"), batch_size=4, shuffle=True, num_workers=2,
                         collate_fn=collator, generator=torch.Generator().manual_seed(0))
 

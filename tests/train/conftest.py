@@ -116,3 +116,11 @@ def make_packed_row(rng: np.random.Generator, seq_len: int, vocab: int = 300, ma
     return {"input_ids": ids, "word_starts": ws, "doc_lengths": np.asarray(docs, np.int32)}
 
 
+
+
+def pieces_and_padding(rows: Sequence[dict], n: int) -> list[dict]:
+    """``n`` real rows, half of them holding several pieces and half ending in padding (packed 512-token rows of
+    ja-sample hold one or two pieces, and only single pieces leave room for padding)."""
+    several = [r for r in rows if len(r["doc_lengths"]) > 1]
+    padded = [r for r in rows if int(np.sum(r["doc_lengths"])) < len(r["input_ids"])]
+    return several[: n - n // 2] + padded[: n // 2]

@@ -10,8 +10,9 @@ included; what remains of the row is padding). NumPy arrays, lists and CPU tenso
 
 This module stacks rows into a padded batch and keeps the random stream's place (and the step a rate schedule is
 read at); the masking steps are in ``masking``, the spans of the n-gram and span modes in ``spans``, the budgeted
-choice in ``selection``, the counter-based random streams in ``randomness``, the schedules in ``schedule`` and the
-checked options in ``options``. See ``docs/collator.md``.
+choice in ``selection``, the counter-based random streams in ``randomness``, the schedules in ``schedule``, the
+per-piece attention (``document_ids``, the 4-D block mask) in ``attention`` and the checked options in ``options``.
+See ``docs/collator.md``.
 """
 
 from __future__ import annotations
@@ -132,6 +133,15 @@ class WholeWordMaskCollator:
         ``"np"`` (NumPy arrays) or ``"pt"`` (torch tensors, imported only then).
     return_varlen:
         For packed rows, also return ``cu_seqlens`` and ``max_seqlen`` (for varlen attention kernels).
+    block_attention:
+        Return ``attention_mask`` as the 4-D mask transformers' eager and SDPA attention take (float32, rows × 1
+        × L × L, 0 where a token may attend, float32's minimum elsewhere): each token attends within its own
+        packed piece only, padding within the padding. It replaces the model's own causal or padding mask.
+        Costs 4 bytes × rows × L² per batch; see ``docs/collator.md`` for when ``cu_seqlens`` is better.
+    return_document_ids:
+        Also return ``document_ids`` (rows × L): each token's piece within its row from 0, -1 for padding (for
+        FlexAttention's ``mask_mod``, or a mask of your own). On request, so that batches without it stay as
+        they were and models whose ``forward`` rejects unknown keywords are not handed one more.
 
     The settings, checked once, are ``options`` (:class:`MaskingOptions`); each is also an attribute of the
     same name, and setting one checks it again.
@@ -159,6 +169,8 @@ class WholeWordMaskCollator:
         max_ngram: int = 3,
         span_p: float = 0.2,
         max_span: int = 10,
+        block_attention: bool = False,
+        return_document_ids: bool = False,
     ) -> None:
         self.options = MaskingOptions(
             **token_ids(tokenizer, mask_id=mask_id, pad_id=pad_id, special_ids=special_ids, vocab_size=vocab_size),
@@ -166,6 +178,7 @@ class WholeWordMaskCollator:
             random_replace_prob=random_replace_prob, per_document_budget=per_document_budget, rule=rule,
             pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors, return_varlen=return_varlen,
             masking=masking, max_ngram=max_ngram, span_p=span_p, max_span=max_span,
+            block_attention=block_attention, return_document_ids=return_document_ids,
         )
         self.seed = int(seed)
         self.epoch = int(epoch)
@@ -257,7 +270,8 @@ class WholeWordMaskCollator:
             f"per_document_budget={self.per_document_budget}, rule={self.rule!r}, masking={self.masking!r}, "
             f"max_ngram={self.max_ngram}, span_p={self.span_p}, max_span={self.max_span}, "
             f"pad_to_multiple_of={self.pad_to_multiple_of}, return_tensors={self.return_tensors!r}, "
-            f"schedule={self.schedule!r})"
+            f"return_varlen={self.return_varlen}, block_attention={self.block_attention}, "
+            f"return_document_ids={self.return_document_ids}, schedule={self.schedule!r})"
         )
 
     # ------------------------------------------------------------------ entry points

@@ -17,6 +17,7 @@ import numpy as np
 from wwm_prep.core import groups as core_groups
 from wwm_prep.core.rows import RowLayout
 from wwm_prep.core.specials import IGNORE_INDEX
+from wwm_prep.train.attention import block_mask, document_ids
 from wwm_prep.train.options import MaskingOptions
 from wwm_prep.train.randomness import SALT_ACTION, SALT_GROUP, SALT_RANDOM_ID, SALT_SPAN, stream, unit_interval
 from wwm_prep.train.selection import RULES, ranges, visiting_order
@@ -67,7 +68,7 @@ def mask_batch(options: MaskingOptions, ids: np.ndarray, word_starts: np.ndarray
         flat_ids = ids.reshape(-1)
         labels[chosen] = flat_ids[chosen]
         replace(flat_ids, chosen, keys, length, options, choice if options.masking in REPLACED_PER_SPAN else None)
-    return outputs(ids, labels, valid, segments, options)
+    return outputs(ids, labels, valid, layout, segments, options)
 
 
 def content(lengths: np.ndarray, layout: RowLayout | None,
@@ -175,9 +176,10 @@ def replace(flat_ids: np.ndarray, chosen: np.ndarray, keys: np.ndarray, length: 
         flat_ids[at] = options.random_pool[h.view(np.int64)]
 
 
-def outputs(ids: np.ndarray, labels: np.ndarray, valid: np.ndarray, segments: tuple[np.ndarray, np.ndarray] | None,
-            options: MaskingOptions) -> dict[str, Any]:
-    """The batch; packed rows add ``position_ids`` and, if asked, the varlen bounds."""
+def outputs(ids: np.ndarray, labels: np.ndarray, valid: np.ndarray, layout: RowLayout | None,
+            segments: tuple[np.ndarray, np.ndarray] | None, options: MaskingOptions) -> dict[str, Any]:
+    """The batch; packed rows add ``position_ids`` and, if asked, the varlen bounds; ``document_ids`` if asked;
+    with ``block_attention`` the 2-D padding mask becomes the 4-D per-piece mask."""
     attention = valid if segments is not None else valid & (ids != options.pad_id)
     out: dict[str, Any] = {
         "input_ids": ids,
@@ -189,6 +191,12 @@ def outputs(ids: np.ndarray, labels: np.ndarray, valid: np.ndarray, segments: tu
         out["position_ids"] = position_ids.reshape(ids.shape)
         if options.return_varlen:
             out["cu_seqlens"], out["max_seqlen"] = varlen_bounds(bounds)
+    if options.return_document_ids or options.block_attention:
+        documents = document_ids(attention, layout)
+        if options.return_document_ids:
+            out["document_ids"] = documents
+        if options.block_attention:
+            out["attention_mask"] = block_mask(documents)
     return out
 
 

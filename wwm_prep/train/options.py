@@ -94,7 +94,8 @@ def _optional_int(value: Any) -> int | None:
 _CONVERT: dict[str, Callable[[Any], Any]] = {
     "mask_id": int, "pad_id": int, "vocab_size": int, "mlm_probability": float, "mask_replace_prob": float,
     "random_replace_prob": float, "per_document_budget": bool, "pad_to_multiple_of": _optional_int,
-    "return_varlen": bool, "max_ngram": int, "span_p": float, "max_span": int,
+    "return_varlen": bool, "max_ngram": int, "span_p": float, "max_span": int, "block_attention": bool,
+    "return_document_ids": bool,
 }
 
 
@@ -121,6 +122,8 @@ class MaskingOptions:
     max_ngram: int = 3
     span_p: float = 0.2
     max_span: int = 10
+    block_attention: bool = False
+    return_document_ids: bool = False
     #: With special ids 0..k-1 (llm-jp: 0..7), "maskable" is one comparison, ``id >= special_below``.
     special_below: int | None = field(init=False, repr=False, compare=False)
     special_array: np.ndarray = field(init=False, repr=False, compare=False)
