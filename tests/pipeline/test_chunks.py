@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.conftest import kill_at_work, run
+from tests.conftest import REPO, kill_at_work, run
 from wwm_prep.core.resources import resource
 from wwm_prep.core.shards import load_schema, read_batches
 
@@ -105,15 +105,19 @@ def test_chunks_give_the_same_bytes_however_run_and_the_documents_of_the_whole_f
 
 def test_a_local_ray_gives_the_bytes_of_one_worker(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
-    root = corpus(tmp_path / "corpus", "jsonl.gz")
-    segment(root, tmp_path / "local", "--workers", "1")
+    roots = {suffix: corpus(tmp_path / suffix, suffix) for suffix in FORMATS}
+    for suffix, root in roots.items():
+        segment(root, tmp_path / f"local-{suffix}", "--workers", "1")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"WWM_PREP_CACHE": os.environ["WWM_PREP_CACHE"]}})
     try:
-        segment(root, tmp_path / "ray", "--executor", "ray", "--workers", "2")
+        for suffix, root in roots.items():
+            segment(root, tmp_path / f"ray-{suffix}", "--executor", "ray", "--workers", "2")
     finally:
         ray.shutdown()
-    assert len(shards(tmp_path / "local")) >= 8 and shards(tmp_path / "ray") == shards(tmp_path / "local")
+    for suffix in FORMATS:
+        local = shards(tmp_path / f"local-{suffix}")
+        assert len(local) >= 8 and shards(tmp_path / f"ray-{suffix}") == local
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
@@ -175,3 +179,9 @@ def test_a_chunk_size_that_is_no_size_is_a_one_line_mistake(tmp_path: Path) -> N
                        "--chunk-size", "lots")
     assert code == 2 and "is not a size" in output and "Traceback" not in output
 
+
+def test_the_chunks_benchmark_runs_to_its_end() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_chunks.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "shards identical: True" in result.stdout and "RATIO" in result.stdout and "peak memory 10x" in result.stdout
