@@ -141,7 +141,9 @@ def main() -> None:
             print(f"{workers} worker(s): index {s[f'index{workers}']:.2f} s, segment {s[f'segment{workers}']:.2f} s "
                   f"({size / 1e6 / s[f'segment{workers}']:.2f} MB/s) over {s['chunks']:.0f} chunks, "
                   f"{s[f'cores{workers}']:.2f} cores busy on average")
-        print(f"per core: {s['tokens'] / s['segment1'] / 1e6:.3f} M tokens/s ({s['tokens']:,.0f} tokens)")
+        per_cpu = [s["tokens"] / (s[f"segment{w}"] * s[f"cores{w}"]) / 1e6 for w in (1, 2)]
+        print(f"per core: {s['tokens'] / s['segment1'] / 1e6:.3f} M tokens/s with 1 worker; per CPU-second the machine "
+              f"gave: {per_cpu[0]:.3f} M tokens with 1 worker, {per_cpu[1]:.3f} with 2 ({s['tokens']:,.0f} tokens)")
         share = s["index1"] / (s["index1"] + s["segment1"])
         print(f"index pass share of segment time (1 worker): {100 * share:.2f} %; shards identical: {bool(s['identical'])}")
         print(f"RATIO throughput 2 workers / 1 worker: {s['segment1'] / s['segment2']:.2f}  (target >= 1.8 on 2 cores; "

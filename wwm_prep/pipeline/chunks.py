@@ -17,7 +17,7 @@ import re
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,7 +30,7 @@ from wwm_prep.pipeline.executor import Executor
 from wwm_prep.pipeline.progress import Elapsed
 from wwm_prep.pipeline.units import Made, Status, UnitFailed, UnitResult, UnitStage, gather
 
-DEFAULT_CHUNK_SIZE = 64 << 20  # ~15 M llm-jp tokens: ~30 s of one core, a ~75 MB shard (see the README)
+DEFAULT_CHUNK_SIZE = 64 << 20  # ≈16 M llm-jp tokens: ~30 s of one core, a ~75 MB shard (see the README)
 INDEX_DIR = "index"
 INDEX_VERSION = 1
 BLOCK = 4 << 20  # bytes of text scanned at a time for line ends
@@ -61,6 +61,7 @@ class Chunk:
     index: int
     count: int  # chunks of the file
     span: Span
+    stamp: dict[str, Any] = field(default_factory=dict, hash=False)  # the file's, when it was indexed
     note: str = ""  # why a file larger than a chunk is one unit all the same
 
     @classmethod
@@ -177,8 +178,10 @@ def index_current(index: Any, file: InputFile, chunk_size: int, verify: bool) ->
         return ""
     if index.get("chunk_size") != chunk_size:
         return "the chunk size changed since it was indexed"
+    if verify and "sha256" not in index["input"]:
+        return "its sha256 is asked for (--verify-inputs) and was not recorded"
     try:
-        now = input_stamp(file.path, verify and "sha256" in index["input"])
+        now = input_stamp(file.path, verify)
     except UnreadableFile:
         return ""
     return None if same_input(index["input"], now) else "it has changed since it was indexed"
@@ -191,7 +194,7 @@ def chunks_of(file: InputFile, index: dict[str, Any], where: Path) -> list[Chunk
     ends = [s[0] for s in starts[1:]] + [index["size"]]
     return [Chunk(file, k, len(starts), Span(s[0], end, s[1], tuple(s[2:4]) if len(s) > 2 else None,  # type: ignore[arg-type]
                                             seek_index),
-                  index.get("note", ""))
+                  index["input"], index.get("note", ""))
             for k, (s, end) in enumerate(zip(starts, ends))]
 
 

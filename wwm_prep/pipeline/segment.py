@@ -25,7 +25,7 @@ from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRe
 from wwm_prep.core.shards import ShardWriter, load_schema
 from wwm_prep.core.storage import Output, local_copy, location
 from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
-from wwm_prep.pipeline.chunks import DEFAULT_CHUNK_SIZE, INDEX_DIR, Chunk, index_files, input_stamp, same_input
+from wwm_prep.pipeline.chunks import DEFAULT_CHUNK_SIZE, INDEX_DIR, Chunk, index_files, same_input
 from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
@@ -281,13 +281,8 @@ class SegmentStage(UnitStage[Chunk]):
         if report.get("source") != unit.source or not self.out.holds(report["shard"], report["sha256"],
                                                                      report.get("bytes")):
             return None, "its shard is missing or changed"
-        if "input" in report:
-            verify = self.config.verify_inputs and "sha256" in report["input"]
-            try:
-                if not same_input(report["input"], input_stamp(unit.file.path, verify)):
-                    return None, "it has changed since its shard was made"
-            except UnreadableFile:
-                return None, None
+        if "input" in report and not same_input(report["input"], unit.stamp):  # the index checked it just now, once
+            return None, "it has changed since its shard was made"
         if unit.count > 1 and report.get("chunk") != unit.record():
             return None, "its chunk's bounds moved"
         return report, None
@@ -303,12 +298,11 @@ class SegmentStage(UnitStage[Chunk]):
                               cache_dir(self.config.cache))
             unit = replace(unit, span=replace(unit.span, gzip_index=seek))
         try:
-            # before reading: a file that changes while it is read is redone
-            stamp = input_stamp(unit.file.path, self.config.verify_inputs)
             report = segment_file(unit, self.out.local, self.segmenter, self.counters.add if self.counters else None)
         except UnreadableFile as exc:
             raise UnitFailed(str(exc)) from exc
-        report.update(unit=unit.unit, path=str(unit.file.path), input=stamp)
+        # the stamp taken before the file was indexed: a file that changes after it is indexed again, and redone
+        report.update(unit=unit.unit, path=str(unit.file.path), input=unit.stamp)
         if unit.count > 1:
             report["chunk"] = unit.record()
         return Made(report, [name for name in (report["shard"], report["rejects_file"]) if name])
