@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,7 @@ def test_chunks_give_the_same_bytes_however_run_and_the_documents_of_the_whole_f
     names = list(shards(one))
     assert len(names) >= 8 and names == [f"ja_wiki--big~{k:05d}.arrow" for k in range(len(names))]
     assert f"done ja/ja_wiki/big.{suffix} chunk 1/{len(names)}" in output
+    assert re.search(rf"files done +1\n +chunks done +{len(names)}\n", output)  # the summary counts both
     assert shards(two) == shards(one)
     sliced = tmp_path / "sliced"
     segment(root, sliced, "--num-shards", "2", "--shard-index", "1")
