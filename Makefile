@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 MDS_VENV := build/venv-mds
 MDS_STAMP := $(MDS_VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test test-mds bench clean
+.PHONY: demo test test-mds stress-tests bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV): wwm-prep and its dependencies (first run only; about a minute)…"
@@ -28,6 +28,10 @@ $(MDS_STAMP): pyproject.toml
 	$(MDS_VENV)/bin/python -m pip install -q --no-compile -e '.[mds]' pytest hypothesis
 	rm -f $(MDS_VENV)/.installed-* && touch $@
 
+# The tests that start processes, 5 rounds with every core busy: they must wait for events, never for time.
+stress-tests: $(STAMP)
+	bash scripts/stress_tests.sh 5
+
 test-mds: $(MDS_STAMP)
 	$(MDS_VENV)/bin/python -m pytest -q -m mds tests/export
 
@@ -45,6 +49,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_segmentation_choices.py
 	$(BIN)/python benchmarks/bench_contract.py
 	$(BIN)/python benchmarks/bench_ray_memory.py
+
+# Every benchmark with --smoke (a tiny input, one pass): that each runs to its end, as `make test` checks too.
+bench-smoke: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_benchmarks.py
 
 clean:
 	rm -rf $(VENV) out

@@ -2,7 +2,7 @@
 """Per-batch time of WholeWordMaskCollator, in each masking mode, against transformers'
 DataCollatorForLanguageModeling.
 
-    python benchmarks/bench_collator.py [--repeats 15] [--wwm-repeats 3]
+    python benchmarks/bench_collator.py [--repeats 15] [--wwm-repeats 3] [--smoke]
 
 Batches: 8 x 8,192 and 32 x 512 tokens of real packed rows: the ja-sample corpus in ../shared (llm-jp v3.0b1
 tokenizer) or, where ../shared is absent, the bundled sample corpus and tokenizer, run through `wwm-prep
@@ -34,6 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.corpus_args import SAMPLE_CORPUS, SMOKE, parse_with_smoke  # noqa: E402
 from wwm_prep import WholeWordMaskCollator  # noqa: E402
 from wwm_prep.train.spans import MODES  # noqa: E402  ("word" first: the other modes are timed against it)
 
@@ -42,15 +43,16 @@ N_SPECIAL = 8
 IGNORE_INDEX = -100
 
 
-def find_data() -> tuple[Path, Path, str] | None:
-    """(corpus root, tokenizer model, description), or None."""
+def find_data(sample_only: bool = False) -> tuple[Path, Path, str] | None:
+    """(corpus root, tokenizer model, description), or None; `sample_only`: the bundled sample even where
+    ../shared is present."""
     model = SHARED / "tokenizers" / "llm-jp-v3" / "llm-jp-tokenizer-100k.ver3.0b1.model"
     corpus = SHARED / "corpora" / "ja-sample"
-    if model.exists() and corpus.is_dir():
+    if model.exists() and corpus.is_dir() and not sample_only:
         return corpus, model, "../shared (llm-jp v3.0b1, ja-sample)"
     models = sorted((REPO / "sample" / "tokenizer").glob("*.model"))
-    if models and (REPO / "sample" / "corpus").is_dir():
-        return REPO / "sample" / "corpus", models[0], "bundled sample"
+    if models and SAMPLE_CORPUS.is_dir():
+        return SAMPLE_CORPUS, models[0], "bundled sample"
     return None
 
 
@@ -138,9 +140,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=15, help="timed runs per method (median reported)")
     ap.add_argument("--wwm-repeats", type=int, default=3, help="timed runs of transformers' whole-word path")
-    args = ap.parse_args()
+    args = parse_with_smoke(ap, {**SMOKE, "wwm_repeats": 1})
 
-    data = find_data()
+    data = find_data(sample_only=args.smoke)
     if data is None:
         print("skipped: neither ../shared (set WWM_PREP_SHARED) nor a bundled sample tokenizer and corpus found")
         return 0

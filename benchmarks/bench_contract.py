@@ -4,9 +4,10 @@ Generates documents that mix Japanese scripts, ASCII, full- and half-width forms
 character, U+2581, combining marks, astral and control characters (tests/pipeline/contract.py), segments
 them with `Segmenter(dictionary, tokenizer)`, and compares every document's word_starts with the
 reference built from MeCab's words (fugashi, on the same dictionary's MeCab binary), SentencePiece's proto
-offsets and str.isspace() per character. Not part of the test suite.
+offsets and str.isspace() per character. Not part of the test suite, but for its --smoke run.
 
     python benchmarks/bench_contract.py [--documents N] [--seed S] [--dict unidic-lite|ipadic] [--tokenizer MODEL]
+        [--smoke]
 
 The last line is JSON: {"documents": N, "characters": C, "differing_documents": D}.
 """
@@ -27,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.corpus_args import SAMPLE_TOKENIZER, parse_with_smoke  # noqa: E402
 from tests.pipeline.contract import (  # noqa: E402
     ASCII_WHITESPACE,
     adversarial_text,
@@ -100,9 +102,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--dict", default="unidic-lite", choices=("unidic-lite", "ipadic"))
     parser.add_argument("--tokenizer", type=Path, default=default_tokenizer if default_tokenizer.exists()
-                        else REPO / "sample" / "tokenizer" / "wwm-prep-sample-unigram.model")
+                        else SAMPLE_TOKENIZER)
     parser.add_argument("--show", type=int, default=5, help="differing documents to show a diff of")
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, {"documents": 20, "show": 1, "dict": "ipadic", "tokenizer": SAMPLE_TOKENIZER})
     if not args.tokenizer.is_file():
         raise SystemExit(f"tokenizer not found: {args.tokenizer} (give one with --tokenizer)")
 

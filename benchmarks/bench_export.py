@@ -11,6 +11,7 @@ the files, the record) are timed best of N on the same shards, so the ratio comp
 memory is each export's own high-water mark, run by the command line in a fresh process.
 
     python benchmarks/bench_export.py [--corpus DIR] [--tokenizer MODEL] [--repeats N] [--mds-python PATH]
+        [--only-1x] [--no-memory] [--smoke]
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
+from benchmarks.corpus_args import SMOKE, parse_with_smoke  # noqa: E402
+
 # The child reports its own high-water mark (VmHWM starts afresh at exec; ru_maxrss would keep the parent's).
 HIGH_WATER = "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')).split()[1])\n"
 RUN_CLI = "import sys\nfrom wwm_prep.cli import main\nmain(sys.argv[1:], standalone_mode=False)\n"
 IMPORTS = {"megatron": "import warnings\nwarnings.simplefilter('ignore')\nimport wwm_prep.cli, wwm_prep.export.run\n"
-                       "from wwm_prep.export.megatron import require_megatron\nrequire_megatron()\n",
-           "mds": "import wwm_prep.cli, wwm_prep.export.run\nfrom wwm_prep.export.mds import require_streaming\n"
+                       "from wwm_prep.export.formats.megatron import require_megatron\nrequire_megatron()\n",
+           "mds": "import wwm_prep.cli, wwm_prep.export.run\nfrom wwm_prep.export.formats.mds import require_streaming\n"
                   "require_streaming()\n"}
 
 
@@ -78,7 +81,7 @@ def peak_rss_mib(python: str, code: str, *args: str) -> float:
     return int(proc.stdout.split()[-1]) / 1024
 
 
-def measure(python: str, fmt: str, inputs: dict[str, Path], root: Path, repeats: int) -> None:
+def measure(python: str, fmt: str, inputs: dict[str, Path], root: Path, repeats: int, memory: bool = True) -> None:
     print(f"\n{fmt}  ({python})")
     runs = [(label, seq_dir, {}) for label, seq_dir in inputs.items()]
     if fmt == "mds":  # the default (zstd), and uncompressed at 1x
@@ -99,6 +102,8 @@ def measure(python: str, fmt: str, inputs: dict[str, Path], root: Path, repeats:
         print(f"  {label:<4} {t['rows']:>6,} rows {t['tokens'] / 1e6:7.1f} M tokens   read {t['read']:6.3f} s "
               f"({read_rate / 1e6:7.1f} M tokens/s)   export {t['export']:6.3f} s ({export_rate / 1e6:6.1f} M tokens/s, "
               f"{t['bytes'] / 2**20:7.1f} MiB)   ratio export/read {export_rate / read_rate:.3f}")
+    if not memory:
+        return
     print(f"  peak RSS, fresh process:  imports only {peak_rss_mib(python, IMPORTS[fmt]):7.1f} MiB")
     # MDS holds one shard in memory while it encodes and compresses it: at 1x the whole input is less than one
     # 64 MB shard, so its flatness shows once shards fill, with smaller ones.
@@ -121,7 +126,9 @@ def main() -> None:
                         help="a Python with mosaicml-streaming and wwm-prep (default: the one `make test-mds` makes)")
     parser.add_argument("--child", nargs=3, metavar=("FORMAT", "SEQ_DIR", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--only-1x", dest="tenfold", action="store_false", help="leave out the 10x input")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
+    args = parse_with_smoke(parser, {**SMOKE, "tenfold": False, "memory": False})  # one megatron-core import, ~10 s
     if args.child:
         fmt, seq_dir, out = args.child
         print(json.dumps(time_in_child(Path(seq_dir), fmt, Path(out), args.repeats, json.loads(args.options))))
@@ -136,14 +143,16 @@ def main() -> None:
         docs = run_segment([str(corpus)], root / "docs", SegmentConfig(
             dictionary="tiny-ja", tokenizer=str(args.tokenizer) if args.tokenizer else None), quiet=True)
         tenfold = {u["subset"]: 10.0 for u in docs.units.values()}
-        inputs = {"1x": root / "seq-1x", "10x": root / "seq-10x"}
+        inputs = {"1x": root / "seq-1x"}
         run_pack(root / "docs", inputs["1x"], PackConfig(seq_len=8192), quiet=True)
-        run_pack(root / "docs", inputs["10x"], PackConfig(seq_len=8192, subset_weights=tenfold), quiet=True)
+        if args.tenfold:
+            inputs["10x"] = root / "seq-10x"
+            run_pack(root / "docs", inputs["10x"], PackConfig(seq_len=8192, subset_weights=tenfold), quiet=True)
         print(f"corpus {corpus}, tokenizer {Path(docs.config.tokenizer.path).name}; 8,192-token rows; "
               "ratio = export tokens/s ÷ plain Arrow read tokens/s, same process, same shards (page cache warm)")
-        measure(sys.executable, "megatron", inputs, root, args.repeats)
+        measure(sys.executable, "megatron", inputs, root, args.repeats, args.memory)
         if Path(args.mds_python).exists():
-            measure(args.mds_python, "mds", inputs, root, args.repeats)
+            measure(args.mds_python, "mds", inputs, root, args.repeats, args.memory)
         else:
             print(f"\nmds: skipped ({args.mds_python} not found; `make test-mds` creates the environment that has "
                   "mosaicml-streaming)")

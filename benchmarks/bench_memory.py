@@ -17,7 +17,7 @@ separately as "resident after loading the dictionary"). With `--breakdown` (the 
 is also put through each step of segmentation alone, each in its own child, to show where its memory goes.
 
     python benchmarks/bench_memory.py [--dict tiny-ja] [--tokenizer MODEL] [--corpus DIR]
-        [--big-mb 1000] [--small-mb 10] [--long-chars 700000] [--gzip] [--cases long,small,big]
+        [--big-mb 1000] [--small-mb 10] [--long-chars 700000] [--gzip] [--cases long,small,big] [--smoke]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
+from benchmarks.corpus_args import SMOKE, parse_with_smoke  # noqa: E402
 from wwm_prep.pipeline.corpus import discover, open_binary  # noqa: E402
 
 NORMAL_AROUND_LONG = 200  # normal documents before and after the long one in the `long` file
@@ -246,7 +247,7 @@ def main() -> None:
     parser.add_argument("--cases", default="long,small,big", help="comma-separated, of long, small, big")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false")
     parser.add_argument("--tmp", type=Path, default=None, help="where to make the temporary directory")
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, {**SMOKE, "big_mb": 1.0, "small_mb": 0.1, "long_chars": 20_000})
     cases = [c for c in args.cases.split(",") if c]
     dictionary, tokenizer = args.dict, str(args.tokenizer or "")
 

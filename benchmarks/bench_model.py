@@ -3,6 +3,7 @@
     python benchmarks/bench_model.py                 # tiny, then bert-alpha-500m (writes a 1.2 GB bf16 checkpoint)
     python benchmarks/bench_model.py --skip-500m     # tiny only
     python benchmarks/bench_model.py --pieces 12     # a packed row of 12 equal pieces instead of one document
+    python benchmarks/bench_model.py --smoke         # tiny only, on a 256-token row, mlm_loss too: runs to its end
 
 The 500M checkpoint is randomly initialised (no download) in a temporary directory and loaded back,
 so the figures include the safetensors reader. Peak memory is the process's ru_maxrss, which
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from benchmarks.corpus_args import parse_with_smoke  # noqa: E402
 from wwm_prep.check import checkpoint as C  # noqa: E402
 from wwm_prep.check import network as M  # noqa: E402
 
@@ -70,7 +72,7 @@ def main() -> None:
     p.add_argument("--skip-500m", action="store_true")
     p.add_argument("--mlm", action="store_true", help="also time mlm_loss (head on labelled tokens only)")
     p.add_argument("--measure", nargs=2, metavar=("CHECKPOINT", "MODE"), help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = parse_with_smoke(p, {"length": 256, "skip_500m": True, "mlm": True})
     if args.measure:
         measure(args.measure[0], args.measure[1], args.length, args.pieces, args.block)
         return

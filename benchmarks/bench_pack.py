@@ -8,6 +8,7 @@ memory is measured in a fresh process per run, at 1x and 10x the input (subset w
 document ten times, through the same interleave and window).
 
     python benchmarks/bench_pack.py [--corpus DIR] [--dict NAME] [--tokenizer MODEL] [--repeats N]
+                                    [--shard-rows 2048,256] [--smoke]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
+from benchmarks.corpus_args import SMOKE, parse_with_smoke  # noqa: E402
 from wwm_prep.pipeline.pack import PackConfig, run_pack  # noqa: E402
 from wwm_prep.pipeline.segment import SegmentConfig, run_segment  # noqa: E402
 
@@ -53,7 +55,8 @@ def main() -> None:
                         "the fastest segment and so the hardest ratio for pack)")
     parser.add_argument("--tokenizer", type=Path, default=default_tokenizer if default_tokenizer.exists() else None)
     parser.add_argument("--repeats", type=int, default=2, help="best of N for both stages")
-    args = parser.parse_args()
+    parser.add_argument("--shard-rows", default="2048,256", help="the --shard-rows values peak memory is measured at")
+    args = parse_with_smoke(parser, {**SMOKE, "shard_rows": "256"})
     corpus = args.corpus or REPO / "sample" / "corpus"
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +84,7 @@ def main() -> None:
               "and one shard of rows (5 bytes a token), so it is flat once a shard fills:")
         print(f"  imports only                          {peak_rss_mib(IMPORTS_ONLY):7.1f} MiB")
         tenfold = ",".join(f"{s}=10" for s in sorted({u["subset"] for u in manifest.units.values()}))
-        for shard_rows in (2048, 256):
+        for shard_rows in map(int, args.shard_rows.split(",")):
             for label, weights in (("1x input", []), ("10x input", ["--subset-weights", tenfold])):
                 out = root / f"rss-{shard_rows}-{label.split()[0]}"
                 start = time.perf_counter()

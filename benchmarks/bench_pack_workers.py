@@ -11,7 +11,7 @@ run's output is removed and the disk synced before the next, so that none pays f
 rate per worker is its per-file work as the unit reports record it.
 
     python benchmarks/bench_pack_workers.py [--corpus DIR] [--dict NAME] [--tokenizer MODEL] [--repeats N]
-                                            [--shards 32] [--partitions 8]
+                                            [--shards 32] [--partitions 8] [--smoke]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.corpus_args import corpus_parser  # noqa: E402
+from benchmarks.corpus_args import SMOKE, corpus_parser, parse_with_smoke  # noqa: E402
 from wwm_prep.core.files import sha256_file  # noqa: E402
 from wwm_prep.pipeline.executor import LocalExecutor  # noqa: E402
 from wwm_prep.pipeline.pack import PackConfig, run_pack  # noqa: E402
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=8192)
     parser.add_argument("--shards", type=int, default=32, help="document shards (at least 8)")
     parser.add_argument("--partitions", type=int, default=8)
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, {**SMOKE, "shards": 8, "partitions": 2})
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         config = SegmentConfig(dictionary=args.dict, tokenizer=str(args.tokenizer) if args.tokenizer else None)

@@ -15,7 +15,7 @@ also over the whole run, the loading included (compiling a text dictionary needs
 the result). The driver, which holds the dictionary too in both layouts (for the output's configuration), is
 left out.
 
-    python benchmarks/bench_ray_memory.py [--corpus DIR] [--dict NAME] [--tokenizer MODEL]
+    python benchmarks/bench_ray_memory.py [--corpus DIR] [--dict NAME] [--tokenizer MODEL] [--smoke]
 """
 
 from __future__ import annotations
@@ -34,11 +34,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench_workers import deal  # noqa: E402
-from corpus_args import corpus_parser  # noqa: E402
+from corpus_args import SMOKE, corpus_parser, parse_with_smoke  # noqa: E402
 from wwm_prep.pipeline import segment as segment_module  # noqa: E402
 from wwm_prep.pipeline.executor import RayExecutor, Stage  # noqa: E402
 from wwm_prep.pipeline.segment import SegmentConfig, SegmentStage, run_segment  # noqa: E402
-from wwm_prep.text.dictionary import DEFAULT_DICTIONARY, load_dictionary  # noqa: E402
+from wwm_prep.pipeline.units import UnitResult  # noqa: E402
+from wwm_prep.text.dictionary import DEFAULT_DICTIONARY, DictionaryFiles, load_dictionary  # noqa: E402
+from wwm_prep.text.tokenizer import Tokenizer  # noqa: E402
 
 try:
     import ray
@@ -58,13 +60,13 @@ def marks_dir(out: Path) -> Path:
 class MarkedStage(SegmentStage):
     """Leaves `load-<pid>` beside the output when a process loads the dictionary, `run-<pid>` when one runs a unit."""
 
-    def prepare(self) -> None:
+    def prepare(self, located: tuple[DictionaryFiles, Tokenizer] | None = None) -> None:
         if self.segmenter is None:
-            (marks_dir(self.out_dir) / f"load-{os.getpid()}").touch()
-        super().prepare()
+            (marks_dir(self.out.local) / f"load-{os.getpid()}").touch()
+        super().prepare(located)
 
-    def run(self, unit: Any) -> dict[str, Any]:
-        (marks_dir(self.out_dir) / f"run-{os.getpid()}").touch()
+    def run(self, unit: Any) -> UnitResult:
+        (marks_dir(self.out.local) / f"run-{os.getpid()}").touch()
         return super().run(unit)
 
 
@@ -75,7 +77,7 @@ class DictionaryPerWorker:
         self.stage = stage
         stage.prepare()
 
-    def run(self, unit: Any) -> dict[str, Any]:
+    def run(self, unit: Any) -> UnitResult:
         return self.stage.run(unit)
 
 
@@ -86,7 +88,7 @@ class PerWorkerExecutor:
     workers: int
     shares_memory = False
 
-    def run(self, stage: Stage, units: Sequence[Any]) -> Iterator[dict[str, Any]]:
+    def run(self, stage: Stage, units: Sequence[Any]) -> Iterator[UnitResult]:
         actor = ray.remote(num_cpus=1)(DictionaryPerWorker)
         actors = [actor.remote(stage) for _ in range(min(self.workers, len(units)))]
         try:
@@ -101,24 +103,28 @@ def kib(pid: int, name: str, key: str) -> int:
         return int(next(line.split()[1] for line in f if line.startswith(key)))
 
 
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+    except OSError:
+        return []  # gone meanwhile
+
+
 def processes(actor_title: str) -> set[int]:
-    """The actors (found by their process title) and all their descendants."""
-    todo = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(actor_title.encode()):
-                todo.append(int(entry.name))
-        except OSError:
-            pass  # gone meanwhile
+    """The actors (found by their process title) and all their descendants, in this process's own Ray (its raylet
+    is a child of this process): on a shared machine, other people's Ray actors of the same class are not counted."""
     found: set[int] = set()
+    todo = [(os.getpid(), False)]
     while todo:
-        pid = todo.pop()
-        found.add(pid)
+        pid, counted = todo.pop()
         try:
-            todo += [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-                     for child in (task / "children").read_text().split()]
+            counted = counted or Path(f"/proc/{pid}/cmdline").read_bytes().startswith(actor_title.encode())
         except OSError:
-            pass
+            continue  # gone meanwhile
+        if counted:
+            found.add(pid)
+        todo += [(child, counted) for child in children(pid)]
     return found
 
 
@@ -167,7 +173,7 @@ def measure(executor: Any, actor_title: str, corpus: Path, out: Path, config: Se
 
 
 def main() -> None:
-    args = corpus_parser(__doc__.splitlines()[0]).parse_args()
+    args = parse_with_smoke(corpus_parser(__doc__.splitlines()[0]), SMOKE)
     if ray is None:
         print("bench_ray_memory: Ray is not installed (pip install 'wwm-prep[ray]'); skipped")
         return
@@ -193,7 +199,9 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<7} {r['pss']:>17.0f} {r['rss']:>17.0f} {r['loads']:>16} {r['processes']:>9} "
               f"{r['pss_all']:>25.0f} {r['seconds']:>7.1f}")
-    ratio = {key: rows["after"][key] / rows["before"][key] for key in ("pss", "rss", "pss_all")}
+    # nan where no sample fell while both workers ran (a run too short to measure, such as --smoke's)
+    ratio = {key: rows["after"][key] / rows["before"][key] if rows["before"][key] else float("nan")
+             for key in ("pss", "rss", "pss_all")}
     print(f"RATIO after / before: peak PSS {ratio['pss']:.2f}, peak RSS {ratio['rss']:.2f}, "
           f"peak PSS incl. loading {ratio['pss_all']:.2f}")
 

@@ -14,6 +14,7 @@ ids into one array, freeing both), which no caller of vibrato's and SentencePiec
 under. Each figure is given over several passes as median and spread (half the range).
 
     python benchmarks/bench_segment.py [--corpus DIR] [--dict NAME] [--tokenizer MODEL] [--repeats N] [--no-memory]
+        [--smoke]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from corpus_args import corpus_parser, corpus_texts  # noqa: E402
+from corpus_args import SMOKE, corpus_parser, corpus_texts, parse_with_smoke  # noqa: E402
 
 from wwm_prep.pipeline.chunks import Chunk  # noqa: E402
 from wwm_prep.pipeline.segment import BATCH_CHARS, Segmenter, segment_file  # noqa: E402
@@ -182,7 +183,7 @@ def main() -> None:
     parser = corpus_parser(__doc__.splitlines()[0])
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     parser.set_defaults(repeats=5)
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, SMOKE)
     corpus = args.corpus
 
     segmenter = Segmenter(load_dictionary(args.dict), load_tokenizer(args.tokenizer))

@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/bench_segmentation_choices.py [--corpus DIR] [--dict NAME] [--tokenizer MODEL] [--repeats N]
+        [--smoke]
 
 Segments the same documents three ways (the default: whole documents with the MeCab-identical settings;
 one line at a time; vibrato's own settings) and reports, against the default: the share of group edges that
@@ -21,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from corpus_args import corpus_parser, corpus_texts  # noqa: E402
+from corpus_args import SMOKE, corpus_parser, corpus_texts, parse_with_smoke  # noqa: E402
 from wwm_prep.pipeline.segment import Segmenter  # noqa: E402
 from wwm_prep.text.dictionary import load_dictionary  # noqa: E402
 from wwm_prep.text.tokenizer import load_tokenizer  # noqa: E402
@@ -30,7 +31,7 @@ CHOICES = {"default": {}, "split_lines": {"split_lines": True}, "vibrato_default
 
 
 def main() -> None:
-    args = corpus_parser(__doc__.splitlines()[0]).parse_args()
+    args = parse_with_smoke(corpus_parser(__doc__.splitlines()[0]), SMOKE)
     corpus = args.corpus
     _, texts = corpus_texts(corpus)
     tokenizer = load_tokenizer(args.tokenizer)

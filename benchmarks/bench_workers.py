@@ -5,7 +5,7 @@ The corpus (../shared's ja-sample, else the bundled sample) is dealt round-robin
 units are of similar size. The dictionary is loaded once, before the runs, as `segment` does before it
 forks; both runs are timed in this process, one after the other.
 
-    python benchmarks/bench_workers.py [--corpus DIR] [--dict NAME] [--tokenizer MODEL]
+    python benchmarks/bench_workers.py [--corpus DIR] [--dict NAME] [--tokenizer MODEL] [--smoke]
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
-from wwm_prep.pipeline import segment as segment_module# noqa: E402
+from corpus_args import SMOKE, parse_with_smoke  # noqa: E402
+from wwm_prep.pipeline import segment as segment_module  # noqa: E402
 from wwm_prep.pipeline.corpus import discover, open_binary  # noqa: E402
 from wwm_prep.text.dictionary import load_dictionary  # noqa: E402
 from wwm_prep.pipeline.executor import LocalExecutor  # noqa: E402
@@ -66,7 +67,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=default_corpus if default_corpus.exists() else REPO / "sample" / "corpus")
     parser.add_argument("--dict", default=None)
     parser.add_argument("--tokenizer", type=Path, default=default_tokenizer if default_tokenizer.exists() else None)
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, SMOKE)
 
     segment_module.SegmentStage = MeasuredStage  # type: ignore[misc]
     with tempfile.TemporaryDirectory() as tmp:

@@ -51,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens-per-second", type=float, default=0.51e6, help="per core")
     parser.add_argument("--chunk-mib", type=float, default=64, help="--chunk-size, in MiB of text")
+    parser.add_argument("--smoke", action="store_true", help="the same run: it computes, it measures nothing")
     args = parser.parse_args()
     chunk_tokens = args.chunk_mib * (1 << 20) / BYTES_PER_TOKEN
     total = sum(tokens for _, tokens in SUBSETS.values())

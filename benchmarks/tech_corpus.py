@@ -5,7 +5,7 @@ ASCII-heavy, space-heavy text is where segment's own cost weighs most against vi
 byte on it), so `make bench` watches segment on it beside ja-sample. Every fragment is written here and
 combined by a seeded generator: the same bytes on every machine, and nothing to commit.
 
-    python benchmarks/tech_corpus.py OUT [--documents N] [--files N]
+    python benchmarks/tech_corpus.py OUT [--documents N] [--files N] [--smoke]
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+
+from corpus_args import parse_with_smoke
 
 TOOLS = ["wwm-prep", "vibrato", "sentencepiece", "pyarrow", "numpy", "ray", "git", "make", "rsync", "curl", "jq",
          "docker", "kubectl", "ssh", "tar", "zstd", "pytest", "uv", "pip", "systemctl"]
@@ -161,7 +163,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--documents", type=int, default=1500)
     parser.add_argument("--files", type=int, default=2)
-    args = parser.parse_args()
+    args = parse_with_smoke(parser, {"documents": 20, "files": 1})
     paths = write(args.out, args.documents, args.files)
     print(f"{len(paths)} files, {sum(p.stat().st_size for p in paths) / 1e6:.1f} MB gz, in {args.out}")
 

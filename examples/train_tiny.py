@@ -16,7 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from wwm_prep import WholeWordMaskCollator
+from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.manifest import SequenceManifest
+from wwm_prep.text.tokenizer import locate_tokenizer
 
 
 class TinyEncoder(torch.nn.Module):
@@ -41,8 +43,9 @@ def main() -> None:
     args = parser.parse_args()
 
     tokenizer = SequenceManifest.read(args.sequences).tokenizer  # the tokenizer the rows were made with
+    model_file, _ = locate_tokenizer(tokenizer.path, tokenizer.sha256, None, made_with="these rows were made with")
     rows = datasets.load_dataset("arrow", data_files=str(args.sequences / "*.arrow"), split="train")
-    collator = WholeWordMaskCollator(tokenizer.path, seed=0, return_tensors="pt")
+    collator = WholeWordMaskCollator(model_file, seed=0, return_tensors="pt")
     loader = DataLoader(rows.with_format("numpy"), batch_size=4, shuffle=True, num_workers=2,
                         collate_fn=collator, generator=torch.Generator().manual_seed(0))
 
@@ -65,4 +68,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except WwmPrepError as exc:  # e.g. the rows' tokenizer has moved: the message says which file to give
+        raise SystemExit(f"train_tiny.py: {exc}") from None

@@ -8,9 +8,11 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,31 +77,75 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def wait_until(done: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Wait until `done()`, while `proc` is still at work."""
+def wait_until(done: Callable[[], bool], proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Wait until `done()` (while `proc`, if given, is still at work): an event, looked for every 20 ms."""
     deadline = time.monotonic() + timeout
     while not done():
-        assert proc.poll() is None, "finished before it could be caught at work"
-        assert time.monotonic() < deadline
+        assert proc is None or proc.poll() is None, "finished before it could be caught at work"
+        assert time.monotonic() < deadline, "waited in vain"
         time.sleep(0.02)
 
 
-def kill_at_work(proc: subprocess.Popen, out: Path, timeout: float = 120) -> set[str]:
-    """Kill `proc` at a moment it has finished a unit and holds a claim on one it has not: it is frozen (SIGSTOP)
-    to look, since between units it may hold none. Returns the units it held."""
+def freeze_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 120) -> None:
+    """Leave `proc` frozen (SIGSTOP) at a moment `ready()` holds, looked at while it is frozen, so the moment cannot
+    pass between the look and what the test then does to it (SIGCONT lets it go on)."""
     deadline = time.monotonic() + timeout
     while True:
         assert proc.poll() is None, "finished before it could be caught at work"
         assert time.monotonic() < deadline
         proc.send_signal(signal.SIGSTOP)
-        done = {p.stem for p in (out / "units").glob("*.json")}
-        held = {p.stem for p in (out / "claims").glob("*.json")} - done
-        if done and held:
-            proc.kill()
-            proc.communicate(timeout=60)
-            return held
+        if ready():
+            return
         proc.send_signal(signal.SIGCONT)
         time.sleep(0.02)
+
+
+def held_at_work(out: Path) -> set[str]:
+    """The units a run on `out` holds a claim on and has not finished, once it has finished one (else none):
+    between units a run may hold no claim, so only this says it is in the middle of one."""
+    done = {p.stem for p in (out / "units").glob("*.json")}
+    held = {p.stem for p in (out / "claims").glob("*.json")} - done
+    return held if done else set()
+
+
+def kill_at_work(proc: subprocess.Popen, out: Path, timeout: float = 120) -> set[str]:
+    """Kill `proc` at a moment it has finished a unit and holds a claim on one it has not. Returns the units it held."""
+    freeze_when(proc, lambda: bool(held_at_work(out)), timeout)
+    held = held_at_work(out)
+    proc.kill()
+    proc.communicate(timeout=60)
+    return held
+
+
+def big_corpus(root: Path, files: int = 6) -> Path:
+    """Several copies of the bundled wiki file: enough work to be interrupted in the middle."""
+    from wwm_prep.core.resources import resource
+
+    lines = gzip.decompress(resource("sample", "corpus", "ja", "ja_wiki", "train_0.jsonl.gz").read_bytes())
+    (root / "ja" / "ja_wiki").mkdir(parents=True)
+    for i in range(files):
+        with gzip.open(root / "ja" / "ja_wiki" / f"train_{i}.jsonl.gz", "wb") as f:
+            f.write(lines * 8)
+    return root
+
+
+def corpus_with_reference(root: Path) -> tuple[Path, Path]:
+    """A big corpus, and what one uninterrupted run makes of it, to compare other runs with."""
+    corpus = big_corpus(root / "corpus")
+    reference = root / "reference"
+    assert run("segment", str(corpus), "--out", str(reference), "--dict", "tiny-ja", "--workers", "1")[0] == 0
+    return corpus, reference
+
+
+def start_command(*args: str, **popen: Any) -> subprocess.Popen:
+    """`wwm-prep ARGS` in a process of its own, as a user starts it (its SIGINT handling included)."""
+    return subprocess.Popen([sys.executable, "-m", "wwm_prep", *args], **{
+        "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen})
+
+
+def start_segment(corpus: Path, out: Path, *more: str, **popen: Any) -> subprocess.Popen:
+    return start_command("segment", str(corpus), "--out", str(out), "--dict", "tiny-ja", "--workers", "1", *more,
+                         **popen)
 
 
 def units_done(out: Path) -> int:

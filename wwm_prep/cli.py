@@ -22,6 +22,3 @@ for command in (segment, pack, prepare, demo, dict_group, init_model, sanity, fi
                 export):
     main.add_command(command)
 
-
-if __name__ == "__main__":
-    main()

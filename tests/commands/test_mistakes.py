@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import run, write_jsonl_gz
-from tests.pipeline.test_scale import big_corpus, wait_for_units
 from wwm_prep.core.resources import resource
 
 SAMPLE = resource("sample", "corpus")
@@ -28,6 +23,13 @@ def test_a_misspelled_or_absent_subset_is_an_error_that_lists_the_subsets_there(
     code, output = run("segment", str(SAMPLE / "ja" / "ja_wiki"), "--out", str(tmp_path / "b"), "--dict", "tiny-ja",
                        "--subsets", "kaken")
     assert code == 2 and "the subsets there are: " in output and "kaken" in output
+    code, output = run("segment", str(SAMPLE), "--out", str(tmp_path / "c"), "--dict", "tiny-ja",
+                       "--subsets", "ja_wiki, kaken,")  # a trailing comma, a space: the two subsets
+    assert code == 0 and json.loads((tmp_path / "c" / "manifest.json").read_text())["complete"]
+    assert {u.split("--")[0] for u in json.loads((tmp_path / "c" / "manifest.json").read_text())["units"]} == {
+        "ja_wiki", "kaken"}
+    code, output = run("segment", str(SAMPLE), "--out", str(tmp_path / "d"), "--dict", "tiny-ja", "--subsets", ",")
+    assert code == 2 and "names no subset" in output and not (tmp_path / "d").exists()
 
 
 def test_a_run_that_rejects_every_record_exits_1_and_says_why(tmp_path: Path) -> None:
@@ -54,21 +56,6 @@ def test_a_finished_run_says_what_to_run_next_unless_quiet(tmp_path: Path) -> No
     assert code == 0 and "next:" not in output
 
 
-def test_ctrl_c_with_workers_is_one_line_and_exit_130(tmp_path: Path) -> None:
-    corpus = big_corpus(tmp_path / "corpus")
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "wwm_prep.cli", "segment", str(corpus), "--out", str(out),
-                             "--dict", "tiny-ja", "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    wait_for_units(out, 1, proc)
-    time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the parent and its workers alike
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
-    assert "rerun the same command to resume" in stderr
-
-
 def test_mistaken_options_are_answered_before_the_dictionary_loads(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     from wwm_prep.text import dictionary
 
@@ -91,10 +78,8 @@ def test_mistaken_options_are_answered_before_the_dictionary_loads(tmp_path: Pat
         (["--dict", "tiny-ja", "--subsets", "kaken,ja_wikii"], "ja_wikii"),
     ]
     for args, named in cases:
-        started = time.perf_counter()
-        code, output = run("segment", kaken, "--out", str(tmp_path / "new"), *args)
+        code, output = run("segment", kaken, "--out", str(tmp_path / "new"), *args)  # `never` was not called
         assert code == 2 and named in output and "Traceback" not in output, (args, output)
-        assert time.perf_counter() - started < 2, args
     # the same tokenizer named by its path is the same configuration; a changed setting is named, old → new
     code, output = run("segment", kaken, "--out", str(made), "--dict", "tiny-ja", "--tokenizer", other_model,
                        "--split-lines")
@@ -138,9 +123,8 @@ def test_waits_say_what_they_wait_for(tmp_path: Path) -> None:
 
     stream = io.StringIO()
     with Elapsed("loading dictionary tiny-ja (mecab-text)", stream=stream):
-        time.sleep(0.05)
-    assert stream.getvalue().startswith("loading dictionary tiny-ja (mecab-text)…")
-    assert "… done in 0." in stream.getvalue()
+        pass
+    assert re.fullmatch(r"loading dictionary tiny-ja \(mecab-text\)… done in \d+\.\d s\n", stream.getvalue())
     code, output = run("segment", str(SAMPLE / "ja" / "kaken"), "--out", str(tmp_path / "d"), "--dict", "tiny-ja")
     assert code == 0 and "loading dictionary tiny-ja (mecab-text)… done in" in output
     code, output = run("dict", "info", "tiny-ja")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.conftest import REPO, kill_at_work, run
+from tests.conftest import kill_at_work, run
 from wwm_prep.core.resources import resource
 from wwm_prep.core.shards import load_schema, read_batches
 
@@ -181,9 +181,3 @@ def test_a_chunk_size_that_is_no_size_is_a_one_line_mistake(tmp_path: Path) -> N
                        "--chunk-size", "lots")
     assert code == 2 and "is not a size" in output and "Traceback" not in output
 
-
-def test_the_chunks_benchmark_runs_to_its_end() -> None:
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_chunks.py"), "--smoke"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert "shards identical: True" in result.stdout and "RATIO" in result.stdout and "peak memory 10x" in result.stdout

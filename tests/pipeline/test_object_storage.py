@@ -7,15 +7,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import freeze_when, run, start_command
 from wwm_prep.core.files import sha256_file
 
 s3fs = pytest.importorskip("s3fs")
@@ -133,14 +130,13 @@ def test_a_killed_s3_run_is_completed_by_a_rerun(s3: s3fs.S3FileSystem, ja_sampl
     assert run(*segment_args(str(ja_sample), str(reference), llm_jp_tokenizer_path))[0] == 0
     out = f"s3://{BUCKET}/killed"
     args = segment_args(f"s3://{BUCKET}/corpus", out, llm_jp_tokenizer_path)[:-2] + ["--workers", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "wwm_prep.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not s3.glob(f"{BUCKET}/killed/units/*.json"):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    proc = start_command(*args)
+
+    def one_unit_uploaded() -> bool:
         s3.invalidate_cache()
+        return bool(s3.glob(f"{BUCKET}/killed/units/*.json"))
+
+    freeze_when(proc, one_unit_uploaded, timeout=300)
     proc.kill()
     proc.communicate(timeout=60)
     s3.invalidate_cache()

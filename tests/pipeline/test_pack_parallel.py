@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import (frozen_until_another_does_a_unit, kill_at_work, load_packed, run, units_done, wait_until,
-                            write_jsonl_gz)
+from tests.conftest import (frozen_until_another_does_a_unit, kill_at_work, load_packed, run, start_command, units_done,
+                            wait_until, write_jsonl_gz)
 from wwm_prep.core.files import sha256_file
 from wwm_prep.pipeline.pack import Source, deal
 from wwm_prep.train.collator import WholeWordMaskCollator
@@ -115,8 +113,7 @@ def big_documents(tmp_path: Path, ja_docs: Path) -> Path:
 
 
 def start_pack(docs: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "wwm_prep.cli", *pack_args(docs, out, "--workers", "1", partitions=16)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    return start_command(*pack_args(docs, out, "--workers", "1", partitions=16))
 
 
 def test_overlapping_packs_share_the_work_and_a_killed_one_is_taken_over(ja_docs: Path, tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import multiprocessing
-import time
 
+from tests.conftest import wait_until
 from wwm_prep.pipeline.progress import Counters, ProgressDisplay
 
 
@@ -29,13 +29,13 @@ def test_log_lines_without_a_terminal_and_silence_when_quiet() -> None:
     stream = io.StringIO()
     with ProgressDisplay(counters, 1000, "segment", units=4, what="chunks", stream=stream, log_every=0.02):
         counters.add(bytes=250, documents=3, tokens=1000, units=1)
-        time.sleep(0.2)
+        wait_until(lambda: "25.0%" in stream.getvalue())  # a line from the display's own thread
     lines = stream.getvalue().splitlines()
     assert lines and all(line.startswith("segment:") for line in lines)
     assert "25.0% of 1.0 kB, 1/4 chunks, 3 documents" in lines[-1]
 
     quiet = io.StringIO()
     with ProgressDisplay(counters, 1000, "segment", stream=quiet, quiet=True, log_every=0.02) as display:
-        time.sleep(0.1)
+        display.refresh()  # what the display's thread would do at each interval
         display.write("done x")
     assert quiet.getvalue() == ""

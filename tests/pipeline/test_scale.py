@@ -3,21 +3,19 @@ every kind of bad input has an exact outcome."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import (frozen_until_another_does_a_unit, kill_at_work, run, units_done, wait_until,
-                            write_jsonl_gz)
+from tests.conftest import (corpus_with_reference, freeze_when, frozen_until_another_does_a_unit, held_at_work,
+                            kill_at_work, run, start_segment, units_done, wait_until, write_jsonl_gz)
 from wwm_prep.cli import main
 from wwm_prep.core.files import sha256_file
 from wwm_prep.core.resources import resource
@@ -68,45 +66,15 @@ def test_ray_gives_identical_bytes(tmp_path: Path) -> None:
     assert shard_digests(tmp_path / "ray") == shard_digests(tmp_path / "local")
 
 
-def big_corpus(root: Path, files: int = 6) -> Path:
-    """Several copies of the bundled wiki file: enough work to be interrupted in the middle."""
-    source = SAMPLE / "ja" / "ja_wiki" / "train_0.jsonl.gz"
-    lines = gzip.decompress(source.read_bytes())
-    (root / "ja" / "ja_wiki").mkdir(parents=True)
-    for i in range(files):
-        with gzip.open(root / "ja" / "ja_wiki" / f"train_{i}.jsonl.gz", "wb") as f:
-            f.write(lines * 8)
-    return root
-
-
-def corpus_with_reference(root: Path) -> tuple[Path, Path]:
-    """A big corpus, and what one uninterrupted run makes of it, to compare other runs with."""
-    corpus = big_corpus(root / "corpus")
-    reference = root / "reference"
-    assert run("segment", str(corpus), "--out", str(reference), "--dict", "tiny-ja", "--workers", "1")[0] == 0
-    return corpus, reference
-
-
-def start_segment(corpus: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "wwm_prep.cli", "segment", str(corpus), "--out", str(out), "--dict", "tiny-ja",
-         "--workers", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
-def wait_for_units(out: Path, count: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    wait_until(lambda: units_done(out) >= count, proc, timeout)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_run_resumes_to_the_same_output(tmp_path: Path, sig: signal.Signals) -> None:
     corpus, reference = corpus_with_reference(tmp_path)
 
     out = tmp_path / "out"
     proc = start_segment(corpus, out)
-    wait_for_units(out, 2, proc)
+    freeze_when(proc, lambda: units_done(out) >= 2 and bool(held_at_work(out)))  # in the middle of a unit
     proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
     _, stderr = proc.communicate(timeout=60)
     done_before = len(list((out / "units").glob("*.json")))
     assert 2 <= done_before < 6
@@ -184,7 +152,7 @@ def test_two_overlapping_runs_on_one_output_both_finish_with_one_run_s_bytes(tmp
     corpus, reference = corpus_with_reference(tmp_path)
     out = tmp_path / "shared-out"
     first = start_segment(corpus, out)
-    wait_for_units(out, 1, first)
+    wait_until(lambda: units_done(out) >= 1, first)
     second = frozen_until_another_does_a_unit(first, out, lambda: start_segment(corpus, out))
     results = [proc.communicate(timeout=300) for proc in (first, second)]
     for proc, (stdout, stderr) in zip((first, second), results):

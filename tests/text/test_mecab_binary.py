@@ -19,6 +19,7 @@ from wwm_prep.text.mecab_binary import (
     convert,
     converted_text_dictionary,
     is_binary_dictionary,
+    is_converted,
 )
 
 SHARED = Path(os.environ.get("WWM_PREP_SHARED")
@@ -104,8 +105,9 @@ def test_cache_converts_once_and_again_when_the_binary_changes(
     matrix = bytearray((copy / "matrix.bin").read_bytes())
     matrix[4:6] = struct.pack("<h", 1234)  # cost of (right id 0, left id 0)
     (copy / "matrix.bin").write_bytes(matrix)
+    assert not is_converted(copy, text_cache)  # what makes segment say "converted for vibrato on first use"
     second = converted_text_dictionary(copy, text_cache)
-    assert len(calls) == 1 and second != first
+    assert len(calls) == 1 and second != first and is_converted(copy, text_cache)
     with open(second / "matrix.def", encoding="utf-8") as f:
         assert [f.readline(), f.readline()] == ["1316 1316\n", "0 0 1234\n"]
     assert converted_text_dictionary(copy, text_cache) == second and len(calls) == 1

@@ -152,10 +152,28 @@ def test_manifest_disagreement_is_reported(prepared: dict[str, Path], tmp_path: 
     manifest = json.loads((docs / "manifest.json").read_text(encoding="utf-8"))
     manifest["totals"]["documents"] += 1
     (docs / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    s = stats_json(docs)
-    assert s["manifest"]["mismatches"] == {
+    code, output = run("stats", str(docs), "--json")
+    s = json.loads(output)
+    assert code == 1 and s["manifest"]["mismatches"] == {
         "documents": {"shards": s["totals"]["documents"], "manifest": s["totals"]["documents"] + 1}}
-    assert "MISMATCH documents" in run("stats", str(docs))[1]
+    code, output = run("stats", str(docs))
+    assert code == 1 and "MISMATCH documents" in output
+
+
+def test_shards_the_manifest_does_not_list_are_named_and_exit_1(prepared: dict[str, Path], tmp_path: Path) -> None:
+    """A shard left by another run beside a manifest that does not list it: the counts include it, so they
+    disagree, and the file is named."""
+    docs = tmp_path / "documents"
+    shutil.copytree(prepared["documents"], docs)
+    stray = next(docs.glob("*.arrow"))
+    shutil.copy(stray, docs / "ja_cc--level9--stray.arrow")
+    code, output = run("stats", str(docs))
+    assert code == 1 and "MISMATCH shards the manifest does not list: ja_cc--level9--stray.arrow" in output
+    s = json.loads(run("stats", str(docs), "--json")[1])
+    assert s["manifest"]["unlisted"] == ["ja_cc--level9--stray.arrow"] and s["manifest"]["missing"] == []
+    stray.unlink()
+    code, output = run("stats", str(docs))
+    assert code == 1 and f"MISMATCH shards listed but absent: {stray.name}" in output
 
 
 def test_characters_of_sequences_need_the_tokenizer(prepared: dict[str, Path], tmp_path: Path,
@@ -200,5 +218,5 @@ def test_manifest_of_another_stage_or_unreadable(prepared: dict[str, Path], tmp_
     assert code == 2 and "is a 'sequences' manifest but the shards are documents" in output
     (docs / "manifest.json").write_text("{not json", encoding="utf-8")
     s = stats_json(docs)
-    assert s["manifest"] == {"found": False, "mismatches": {}}
+    assert s["manifest"] == {"found": False, "mismatches": {}, "unlisted": [], "missing": []}
     assert s["totals"]["documents"] == stats_json(prepared["documents"])["totals"]["documents"]

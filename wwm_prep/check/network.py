@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.rows import RowLayout
-from wwm_prep.core.specials import LLMJP_V3_IDS
+from wwm_prep.core.specials import IGNORE_INDEX, LLMJP_V3_IDS
 
-IGNORE_INDEX = -100  # label value of tokens that are not predicted (Hugging Face convention)
 DocLengths = Sequence[Sequence[int]] | np.ndarray | None  # per row, the lengths of its pieces
 
 
@@ -140,22 +139,21 @@ def get_config(config: str | Mapping[str, Any] | ModelConfig, vocab_size: int | 
     return ModelConfig.from_dict(d)
 
 
+# A block's tensors, named for what they do, and the checkpoint's (Llama's) name of each under model.layers.N.
+BLOCK_TENSORS = {"attn_norm": "input_layernorm", "q": "self_attn.q_proj", "k": "self_attn.k_proj",
+                 "v": "self_attn.v_proj", "o": "self_attn.o_proj", "mlp_norm": "post_attention_layernorm",
+                 "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
+
+
 def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor of the checkpoint with its shape, in file order (Linear weights are [out, in])."""
     c = config
-    h, d, kv = c.hidden_size, c.head_dim, c.num_key_value_heads
+    h, d, kv, heads, inner = c.hidden_size, c.head_dim, c.num_key_value_heads, c.num_attention_heads, c.intermediate_size
+    block = {"attn_norm": (h,), "q": (heads * d, h), "k": (kv * d, h), "v": (kv * d, h), "o": (h, heads * d),
+             "mlp_norm": (h,), "gate": (inner, h), "up": (inner, h), "down": (h, inner)}
     shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (c.vocab_size, h)}
     for i in range(c.num_hidden_layers):
-        p = f"model.layers.{i}."
-        shapes[p + "input_layernorm.weight"] = (h,)
-        shapes[p + "self_attn.q_proj.weight"] = (c.num_attention_heads * d, h)
-        shapes[p + "self_attn.k_proj.weight"] = (kv * d, h)
-        shapes[p + "self_attn.v_proj.weight"] = (kv * d, h)
-        shapes[p + "self_attn.o_proj.weight"] = (h, c.num_attention_heads * d)
-        shapes[p + "post_attention_layernorm.weight"] = (h,)
-        shapes[p + "mlp.gate_proj.weight"] = (c.intermediate_size, h)
-        shapes[p + "mlp.up_proj.weight"] = (c.intermediate_size, h)
-        shapes[p + "mlp.down_proj.weight"] = (h, c.intermediate_size)
+        shapes.update({f"model.layers.{i}.{name}.weight": block[part] for part, name in BLOCK_TENSORS.items()})
     shapes["model.norm.weight"] = (h,)
     if not c.tie_word_embeddings:
         shapes["lm_head.weight"] = (c.vocab_size, h)
@@ -167,17 +165,41 @@ def num_parameters(config: ModelConfig) -> int:
     return sum(math.prod(s) for s in parameter_shapes(config).values())
 
 
+@dataclass(frozen=True)
+class Block:
+    """One layer's weights (Linear weights are [out, in])."""
+
+    attn_norm: np.ndarray
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    o: np.ndarray
+    mlp_norm: np.ndarray
+    gate: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+
+
 @dataclass
 class Model:
-    """A configuration and its float32 weights, keyed by Llama tensor name (`checkpoint.load_model` makes one)."""
+    """A configuration and its float32 weights, keyed by Llama tensor name (`checkpoint.load_model` makes one).
+
+    The names are mapped once, here, to the embedding, the blocks, the final norm and the output matrix that the
+    math below uses (views of the same arrays, not copies)."""
 
     config: ModelConfig
     weights: dict[str, np.ndarray]
+    embed: np.ndarray = field(init=False, repr=False)
+    blocks: list[Block] = field(init=False, repr=False)
+    norm: np.ndarray = field(init=False, repr=False)
+    output_weight: np.ndarray = field(init=False, repr=False)
 
-    @property
-    def output_weight(self) -> np.ndarray:
-        key = "model.embed_tokens.weight" if self.config.tie_word_embeddings else "lm_head.weight"
-        return self.weights[key]
+    def __post_init__(self) -> None:
+        w = self.weights
+        self.embed, self.norm = w["model.embed_tokens.weight"], w["model.norm.weight"]
+        self.blocks = [Block(**{part: w[f"model.layers.{i}.{name}.weight"] for part, name in BLOCK_TENSORS.items()})
+                       for i in range(self.config.num_hidden_layers)]
+        self.output_weight = self.embed if self.config.tie_word_embeddings else w["lm_head.weight"]
 
 
 # --------------------------------------------------------------------------- blocks
@@ -253,29 +275,29 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x * (0.5 + 0.5 * np.tanh(0.5 * x))
 
 
-def mlp(x: np.ndarray, w: Mapping[str, np.ndarray], prefix: str) -> np.ndarray:
+def mlp(x: np.ndarray, block: Block) -> np.ndarray:
     """SwiGLU: down(silu(gate(x)) · up(x))."""
-    h = silu(x @ w[prefix + "gate_proj.weight"].T)
-    h *= x @ w[prefix + "up_proj.weight"].T
-    return h @ w[prefix + "down_proj.weight"].T
+    h = silu(x @ block.gate.T)
+    h *= x @ block.up.T
+    return h @ block.down.T
 
 
 def layer(x: np.ndarray, model: Model, i: int, seg: np.ndarray, cos: np.ndarray, sin: np.ndarray,
           block: int) -> np.ndarray:
     """One pre-norm block on (rows, L, hidden): x + attn(norm(x)), then + mlp(norm(x))."""
-    c, w, p = model.config, model.weights, f"model.layers.{i}."
+    c, w = model.config, model.blocks[i]
     b, n, hidden = x.shape
-    h = rms_norm(x, w[p + "input_layernorm.weight"], c.rms_norm_eps).reshape(b * n, hidden)  # (B·L, H)
-    q = (h @ w[p + "self_attn.q_proj.weight"].T).reshape(b, n, c.num_attention_heads, c.head_dim)  # (B, L, nh, hs)
-    k = (h @ w[p + "self_attn.k_proj.weight"].T).reshape(b, n, c.num_key_value_heads, c.head_dim)  # (B, L, nkv, hs)
-    v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(b, n, c.num_key_value_heads, c.head_dim)  # (B, L, nkv, hs)
+    h = rms_norm(x, w.attn_norm, c.rms_norm_eps).reshape(b * n, hidden)  # (B·L, H)
+    q = (h @ w.q.T).reshape(b, n, c.num_attention_heads, c.head_dim)  # (B, L, nh, hs)
+    k = (h @ w.k.T).reshape(b, n, c.num_key_value_heads, c.head_dim)  # (B, L, nkv, hs)
+    v = (h @ w.v.T).reshape(b, n, c.num_key_value_heads, c.head_dim)  # (B, L, nkv, hs)
     att = np.empty_like(q)
     for r in range(b):
         cr, sr = cos[r * n : (r + 1) * n], sin[r * n : (r + 1) * n]
         att[r] = attention(apply_rope(q[r], cr, sr), apply_rope(k[r], cr, sr), v[r], seg[r], block)
-    x = x + (att.reshape(b * n, hidden) @ w[p + "self_attn.o_proj.weight"].T).reshape(b, n, hidden)  # (B, L, H)
-    h = rms_norm(x, w[p + "post_attention_layernorm.weight"], c.rms_norm_eps)
-    return x + mlp(h, w, p + "mlp.").reshape(b, n, hidden)
+    x = x + (att.reshape(b * n, hidden) @ w.o.T).reshape(b, n, hidden)  # (B, L, H)
+    h = rms_norm(x, w.mlp_norm, c.rms_norm_eps)
+    return x + mlp(h, w).reshape(b, n, hidden)
 
 
 # --------------------------------------------------------------------------- the model
@@ -329,7 +351,7 @@ def _as_batch(input_ids: np.ndarray) -> np.ndarray:
 def encode(model: Model, input_ids: np.ndarray, attention_mask: np.ndarray | None = None,
            position_ids: np.ndarray | None = None, doc_lengths: DocLengths = None, block: int = 512) -> np.ndarray:
     """Final hidden states (rows, L, hidden), after the last RMSNorm; see `segments_and_positions` for packing."""
-    c, w = model.config, model.weights
+    c = model.config
     ids = _as_batch(input_ids)
     if ids.size and (ids.min() < 0 or ids.max() >= c.vocab_size):
         raise ValueError(f"input_ids must lie in [0, {c.vocab_size}), found {ids.min()}..{ids.max()}")
@@ -337,10 +359,10 @@ def encode(model: Model, input_ids: np.ndarray, attention_mask: np.ndarray | Non
     if pos.size and pos.max() >= c.max_position_embeddings:
         raise ValueError(f"position {pos.max()} is beyond max_position_embeddings {c.max_position_embeddings}")
     cos, sin = rope_tables(pos, c.head_dim, c.rope_theta)
-    x = w["model.embed_tokens.weight"][ids]  # (B, L, H)
+    x = model.embed[ids]  # (B, L, H)
     for i in range(c.num_hidden_layers):
         x = layer(x, model, i, seg, cos, sin, block)
-    return rms_norm(x, w["model.norm.weight"], c.rms_norm_eps)
+    return rms_norm(x, model.norm, c.rms_norm_eps)
 
 
 def forward(model: Model, input_ids: np.ndarray, attention_mask: np.ndarray | None = None,

@@ -31,6 +31,7 @@ from wwm_prep.core.storage import location
 from wwm_prep.core.files import sha256_file
 from wwm_prep.core.manifest import SequenceManifest, TokenizerRecord
 from wwm_prep.core.rows import RowLayout, subset_of
+from wwm_prep.core.specials import IGNORE_INDEX
 from wwm_prep.text.tokenizer import locate_tokenizer, open_tokenizer
 
 TOKENIZER_SHA_KEY = "wwm_prep_tokenizer_sha256"
@@ -254,7 +255,7 @@ def token_losses(model: network.Model, batch: Mapping[str, np.ndarray]) -> tuple
     ids, labels = np.asarray(batch["input_ids"]), np.asarray(batch["labels"])
     h = network.encode(model, ids, attention_mask=np.asarray(batch["attention_mask"]),
                        position_ids=np.asarray(batch["position_ids"]) if "position_ids" in batch else None)
-    select = labels != network.IGNORE_INDEX
+    select = labels != IGNORE_INDEX
     target = labels[select]
     losses = np.empty(len(target), dtype=np.float64)
     correct = np.empty(len(target), dtype=bool)

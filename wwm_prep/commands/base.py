@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from wwm_prep.commands import interrupts
 from wwm_prep.core.errors import WwmPrepError
 
 
@@ -33,20 +34,26 @@ class UserError(click.ClickException):
     exit_code = 2  # as click's usage errors; 1 means some input files failed
 
 
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a WwmPrepError into a one-line message and exit status 2, never a traceback."""
+def user_errors(command: Callable[..., Any] | None = None, *, interrupted: str = interrupts.STOPPED) -> Any:
+    """Turn a WwmPrepError into a one-line message and exit status 2, and Ctrl-C into `interrupted` and exit status
+    130, never a traceback. `@user_errors`, or `@user_errors(interrupted=interrupts.RESUME)` for a resumable run."""
 
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except WwmPrepError as exc:
-            raise UserError(str(exc)) from exc
-        except KeyboardInterrupt:
-            click.echo("interrupted: finished units are kept; rerun the same command to resume", err=True)
-            sys.exit(130)
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                with interrupts.at_work():
+                    return command(*args, **kwargs)
+            except WwmPrepError as exc:
+                raise UserError(str(exc)) from exc
+            except KeyboardInterrupt:
+                interrupts.stop_unwinding(interrupted)
+                click.echo(interrupted, err=True)
+                sys.exit(interrupts.EXIT_STATUS)
 
-    return wrapper
+        return wrapper
+
+    return decorate(command) if command is not None else decorate
 
 
 def echo_rows(rows: list[tuple[str, Any]], name_width: int, value_width: int) -> None:

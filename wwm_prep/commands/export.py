@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from wwm_prep.commands.base import LOCATION, echo_rows, user_errors
+from wwm_prep.export.base import formats
 
-# Kept equal to wwm_prep.export.mds's by a test; importing it here would slow every command down.
-COMPRESSIONS = ("zstd", "zstd:1", "zstd:3", "zstd:9", "br", "gz", "snappy", "none")
+
+def format_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--format` and every format's own options, as the registry of formats has them."""
+    for fmt in reversed(list(formats().values())):
+        for option in reversed(fmt.options):
+            command = click.option(f"--{option.name}", option.key, default=None,
+                                   type=click.Choice(option.choices) if option.choices else None,
+                                   help=f"{fmt.name}: {option.help}.")(command)
+    return click.option("--format", "fmt", type=click.Choice(list(formats())), required=True,
+                        help="; ".join(f"{f.name}: {f.help}" for f in formats().values()) + ".")(command)
 
 
 @click.command()
 @click.argument("seq_dir", metavar="SEQ_DIR", type=LOCATION)
-@click.option("--format", "fmt", type=click.Choice(["mds", "megatron"]), required=True,
-              help="mds: MosaicML MDS shards for StreamingDataset/Composer (pip install 'wwm-prep[mds]'); megatron: "
-                   "Megatron-LM indexed datasets PREFIX_<column>.bin/.idx (pip install 'wwm-prep[megatron]').")
+@format_options
 @click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="mds: the directory to write (made whole, or not at all); megatron: the prefix of the files, "
-                   "e.g. out/ja for out/ja_input_ids.bin.")
-@click.option("--compression", type=click.Choice(COMPRESSIONS), default=None,
-              help="mds: compression of each shard file (default: zstd, level 3; none for uncompressed).")
-@click.option("--shard-size", default=None,
-              help="mds: uncompressed bytes per shard before a new one starts, e.g. 64mb (the default) or 256mb.")
+              help="A format that owns a directory (mds): the directory to write (made whole, or not at all); one that "
+                   "writes files under a prefix (megatron): the prefix, e.g. out/ja for out/ja_input_ids.bin.")
 @click.option("--overwrite", is_flag=True, help="Replace what is at --out, even an export made otherwise.")
 @user_errors
-def export(seq_dir: Path, fmt: str, out: Path, compression: str | None, shard_size: str | None,
-           overwrite: bool) -> None:
+def export(seq_dir: Path, fmt: str, out: Path, overwrite: bool, **given: str | None) -> None:
     """Export the sequence shards in SEQ_DIR (from `wwm-prep pack`) for other trainers.
 
     Every row is written as it is (input_ids, word_starts, doc_lengths; doc_sources too for MDS), read batch by
@@ -37,13 +40,11 @@ def export(seq_dir: Path, fmt: str, out: Path, compression: str | None, shard_si
     """
     from wwm_prep.export.run import run_export
 
-    if fmt != "mds" and (compression or shard_size):
-        raise click.UsageError("--compression and --shard-size are options of --format mds")
-    options: dict[str, Any] = {}
-    if fmt == "mds":
-        from wwm_prep.export.mds import options as mds_options
-
-        options = mds_options(compression, shard_size)
+    own = {o.key for o in formats()[fmt].options}
+    if others := [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None and k not in own]:
+        raise click.UsageError(f"{', '.join(others)} {'is not an option' if len(others) == 1 else 'are not options'} "
+                               f"of --format {fmt}")
+    options = {k: v for k, v in given.items() if k in own}
     outcome = run_export(seq_dir, out, fmt, options, overwrite=overwrite)
     record, target = outcome.record, outcome.target
     if outcome.already_done:

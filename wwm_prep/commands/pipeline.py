@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from wwm_prep.commands import interrupts
 from wwm_prep.commands.base import CACHE_OPTION, LOCATION, TOKENIZER_HELP, echo_rows, user_errors
 
 DICT_HELP = (
@@ -61,6 +62,7 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
     rows += [("files done", len({u["source"] for u in manifest.units.values()})), ("chunks done", len(manifest.units))]
     click.echo(f"segment → {out}")
     echo_rows(rows, 18, 14)
+    echo_used(manifest.config)
     if totals["rejects"]:
         top = ", ".join(f"{reason} ({n:,})" for reason, n in reject_reasons(manifest)[:3])
         click.echo(f"  rejected records: {top}; each is kept with its reason in {out / 'rejects'}")
@@ -69,6 +71,23 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
     if len(manifest.missing) > len(manifest.failed):
         click.echo(f"  {len(manifest.missing) - len(manifest.failed)} input file(s) are left to other array slices or "
                    "to the runs that hold them; the run that completes the last one writes the complete manifest")
+
+
+def echo_used(config: Any) -> None:
+    """The dictionary and the tokenizer the data was made with, each with a short sha256 to tell them apart."""
+    dictionary, tokenizer = config.dictionary, config.tokenizer
+    click.echo(f"  dictionary {dictionary.get('name', '?')} (sha256 {dictionary['sha256'][:12]}…)")
+    click.echo(f"  tokenizer  {tokenizer.path or '?'} (sha256 {tokenizer.sha256[:12]}…)")
+
+
+def warn_of_the_sample_tokenizer(inputs: tuple[str, ...], tokenizer: Any) -> None:
+    """The bundled tokenizer is a toy for the bundled sample: on a real corpus it makes ids no trained model reads."""
+    from wwm_prep.core.resources import resource
+
+    sample = resource("sample", "corpus").resolve()
+    if tokenizer is None and not all(Path(i).resolve().is_relative_to(sample) for i in inputs):
+        click.echo("warning: no --tokenizer given, so the bundled sample tokenizer (a small toy) is used; for the "
+                   "recipe, pass --tokenizer llm-jp-tokenizer-100k.ver3.0b1.model (see the README)", err=True)
 
 
 def reject_reasons(manifest: Any) -> list[tuple[str, int]]:
@@ -109,6 +128,7 @@ def print_pack_summary(manifest: Any, out: Path) -> None:
              ("shards", len(manifest.shards))]
     click.echo(f"pack → {out}  ({config.strategy}, {config.seq_len} tokens per row)")
     echo_rows(rows, 20, 12)
+    echo_used(manifest.document_config)
     if not config.sentence_ends["used"]:
         click.echo("  long documents were cut at word-group edges only: the tokenizer model was not found "
                    "(give it with --tokenizer to prefer sentence ends)")
@@ -197,10 +217,20 @@ def segment_config(options: dict[str, Any]) -> Any:
 
     subsets, tokenizer = options.pop("subsets"), options.pop("tokenizer")
     return SegmentConfig(dictionary=options.pop("dictionary"), tokenizer=str(tokenizer) if tokenizer else None,
-                         subsets=tuple(subsets.split(",")) if subsets else None, cache=options.pop("cache_dir"),
+                         subsets=subset_names(subsets), cache=options.pop("cache_dir"),
                          overwrite=options.pop("overwrite"), split_lines=options.pop("split_lines"),
                          vibrato_defaults=options.pop("vibrato_defaults"), verify_inputs=options.pop("verify_inputs"),
                          claim_timeout=options["claim_timeout"], chunk_size=options.pop("chunk_size"))
+
+
+def subset_names(text: str | None) -> tuple[str, ...] | None:
+    """`--subsets ja_wiki, kaken,` as ("ja_wiki", "kaken"): spaces and empty names between commas mean nothing."""
+    if text is None:
+        return None
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise click.BadParameter(f"{text!r} names no subset (e.g. ja_wiki,kaken)", param_hint="--subsets")
+    return names
 
 
 def executor_and_slice(options: dict[str, Any]) -> tuple[Any, Any]:
@@ -226,10 +256,9 @@ def run_segment_command(inputs: tuple[str, ...], out: Path, options: dict[str, A
     from wwm_prep.pipeline.segment import run_segment
 
     config = segment_config(options)
+    warn_of_the_sample_tokenizer(inputs, config.tokenizer)
     executor, part = executor_and_slice(options)
-    manifest = run_segment(inputs, out, config, executor=executor, part=part, quiet=options["quiet"])
-    print_segment_summary(manifest, out)
-    return manifest
+    return run_segment(inputs, out, config, executor=executor, part=part, quiet=options["quiet"])
 
 
 def inputs_and_out(out_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -247,7 +276,7 @@ def inputs_and_out(out_help: str) -> Callable[[Callable[..., Any]], Callable[...
 @inputs_and_out("Output directory for document shards.")
 @segment_options
 @run_options
-@user_errors
+@user_errors(interrupted=interrupts.RESUME)
 def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     """Segment corpus files into document shards with whole-word groups.
 
@@ -255,6 +284,9 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     .jsonl, .jsonl.gz or .jsonl.zst. A rerun skips the files already done.
     """
     manifest = run_segment_command(inputs, out, options)
+    if manifest.complete and not manifest.failed and no_documents(manifest) is None:
+        interrupts.completed()
+    print_segment_summary(manifest, out)
     if (problem := no_documents(manifest)) is not None:
         click.echo(problem, err=True)
         sys.exit(1)
@@ -273,12 +305,14 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
               help="The documents' tokenizer model, if it is no longer where segment found it (checked by sha256); "
                    "used to cut long documents at sentence ends.")
 @run_options
-@user_errors
+@user_errors(interrupted=interrupts.RESUME)
 def pack(docs_dir: Path, out: Path, tokenizer: Path | None, **options: Any) -> None:
     """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow.
 
     A rerun skips the partitions done and redoes those whose document shards changed."""
     packed = run_pack_command(docs_dir, out, pack_config(options, tokenizer), options)
+    if packed is not None:
+        interrupts.completed()
     print_pack_summary(packed, out)
     if packed is not None and not options["quiet"]:
         next_steps(*sequence_steps(out))
@@ -302,7 +336,7 @@ def run_pack_command(docs_dir: Path, out: Path, config: Any, options: dict[str, 
 @segment_options
 @pack_options
 @run_options
-@user_errors
+@user_errors(interrupted=interrupts.RESUME)
 def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     """Segment and pack in one step: corpus files → OUT/documents → OUT/sequences.
 
@@ -310,6 +344,7 @@ def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     """
     config = pack_config(options)  # a mistake should fail before the long step, not after
     manifest = run_segment_command(inputs, out / "documents", {**options})
+    print_segment_summary(manifest, out / "documents")
     if not manifest.complete:
         click.echo(f"not packing: {len(manifest.failed)} input file(s) failed, {len(manifest.missing)} not "
                    "done; fix them and rerun (completed files are skipped)", err=True)
@@ -318,6 +353,8 @@ def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
         click.echo(f"not packing: {problem}", err=True)
         sys.exit(1)
     packed = run_pack_command(out / "documents", out / "sequences", config, options)
+    if packed is not None:
+        interrupts.completed()
     print_pack_summary(packed, out / "sequences")
     if packed is not None and not options["quiet"]:
         next_steps(*sequence_steps(out / "sequences"))
@@ -337,5 +374,6 @@ def demo(out: Path) -> None:
     if manifest.failed:
         sys.exit(1)
     packed = run_pack(out / "documents", out / "sequences", PackConfig(seq_len=DEMO_SEQ_LEN))
+    interrupts.completed()
     print_pack_summary(packed, out / "sequences")
     next_steps(*sequence_steps(out / "sequences"))

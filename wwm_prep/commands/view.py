@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -29,7 +30,7 @@ def stats(shards_dir: Path, as_json: bool, plot: Path | None, tokenizer: Path | 
 
     from wwm_prep.view.plot import plot_path, plot_stats, require_matplotlib
     from wwm_prep.view.report import format_stats
-    from wwm_prep.view.stats import compute_stats
+    from wwm_prep.view.stats import compute_stats, disagrees
 
     if plot is not None:
         require_matplotlib()  # fail before the long part
@@ -39,6 +40,8 @@ def stats(shards_dir: Path, as_json: bool, plot: Path | None, tokenizer: Path | 
     if plot is not None:
         plot_stats(result, plot)
         click.echo(f"plot → {plot}", err=True)
+    if disagrees(result.summary):
+        sys.exit(1)
 
 
 @click.command("inspect")

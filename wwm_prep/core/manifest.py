@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 from wwm_prep import __version__
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.claims import live_claims
 from wwm_prep.core.files import read_json, write_json_atomic
 from wwm_prep.core.resources import resource
 from wwm_prep.core.storage import location, remote_errors, sha256_of
@@ -180,6 +181,9 @@ def _why_no_manifest(directory: Any, made_by: str) -> str:
                                           for p in directory.iterdir()):
         return (f"{directory} holds corpus files, not shards: run `wwm-prep segment {directory} --out DOCS` first, "
                 f"or `wwm-prep prepare {directory} --out OUT --seq-len 8192` for both steps")
+    if isinstance(directory, Path) and (holders := live_claims(directory)):
+        return (f"{directory} is still being written by {holders[0].describe()}: its manifest is written when its "
+                f"last unit is done; wait for that run (and any others on it) to finish")
     return f"{directory}: no {MANIFEST} here; {made_by}"
 
 

@@ -36,3 +36,6 @@ def find_special_ids(unk: int, bos: int, eos: int, piece_to_id: Callable[[str], 
         if found:
             ids[role] = found[0]
     return ids
+
+#: The label of every position that is not predicted (PyTorch's cross-entropy default, which Hugging Face follows).
+IGNORE_INDEX = -100

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.export.megatron import columns, require_megatron
+from wwm_prep.export.formats.megatron import columns, require_megatron
 from wwm_prep.train.collator import IGNORE_INDEX, WholeWordMaskCollator
 
 MEGATRON_IGNORE = -1  # what Megatron's BERT dataset puts in `labels` where nothing is predicted

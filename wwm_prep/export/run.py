@@ -1,22 +1,20 @@
 """An export from start to end: read the source, ask the format's writer, record and place the result.
 
-The formats' modules (and so their libraries) are imported only for the format asked for.
+The formats' libraries are imported only for the format asked for.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.storage import AnyPath
+from wwm_prep.export.base import formats
 from wwm_prep.export.record import ExportRecord, Target, check_target
 from wwm_prep.export.source import Tally, open_source
-
-FORMATS = ("mds", "megatron")
 
 
 @dataclass(frozen=True)
@@ -28,26 +26,16 @@ class Outcome:
     already_done: bool
 
 
-def _format(fmt: str) -> tuple[bool, Callable[..., dict[str, str]], list[str], Callable[[], Any]]:
-    """(owns a directory, writer, its file names under a prefix, the check that its library is there)."""
-    if fmt == "mds":
-        from wwm_prep.export import mds
-
-        return True, mds.write, [], mds.require_streaming
-    from wwm_prep.export import megatron
-
-    return False, megatron.write, megatron.file_names(), megatron.require_megatron
-
-
 def run_export(seq_dir: AnyPath | str, out: Path, fmt: str, options: dict[str, Any] | None = None, *,
                overwrite: bool = False) -> Outcome:
     """Export the sequence shards of `seq_dir` to `out` (an MDS directory, or a Megatron prefix)."""
-    options = dict(options or {})
+    export_format = formats()[fmt]
+    options = export_format.recorded_options(options or {})
     source = open_source(seq_dir)
-    own_dir, write, names, require = _format(fmt)
-    require()  # a missing extra is said before anything else is done
+    export_format.require()  # a missing extra is said before anything else is done
+    own_dir = export_format.owns_directory
     target = Target(Path(out).absolute(), own_dir)
-    done = check_target(target, names, fmt, options, source.manifest_sha256, overwrite)
+    done = check_target(target, export_format.file_names(), fmt, options, source.manifest_sha256, overwrite)
     if done is not None:
         return Outcome(done, target, True)
     try:
@@ -57,7 +45,7 @@ def run_export(seq_dir: AnyPath | str, out: Path, fmt: str, options: dict[str, A
     try:
         written_to = staging if own_dir else staging / target.path.name
         tally = Tally()
-        stored = write(source, written_to, options, tally)
+        stored = export_format.write(source, written_to, options, tally)
         if tally.rows != source.rows:
             raise WwmPrepError(f"{source.shards.dir}: the shards hold {tally.rows:,} rows, their manifest "
                                f"{source.rows:,}; re-run `wwm-prep pack`")

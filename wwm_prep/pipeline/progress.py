@@ -142,5 +142,6 @@ class Elapsed:
         self._done.set()
         if not self.quiet:
             outcome = "failed" if exc_type is not None else "done"
-            self.stream.write(f"\r{self.label}… {outcome} in {time.perf_counter() - self._started:.1f} s\n")
+            redraw = f"\r{self.label}…" if self.stream.isatty() else ""  # a log keeps the first line's words once
+            self.stream.write(f"{redraw} {outcome} in {time.perf_counter() - self._started:.1f} s\n")
             self.stream.flush()

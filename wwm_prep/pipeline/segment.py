@@ -21,6 +21,7 @@ import pyarrow as pa
 from wwm_prep.core.claims import DEFAULT_TIMEOUT, live_claims
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import temp_path, write_json_atomic
+from wwm_prep.core.groups import count_groups
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema
 from wwm_prep.core.storage import Output, local_copy, location
@@ -32,7 +33,7 @@ from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
 from wwm_prep.pipeline.units import Made, UnitFailed, UnitStage, announce, drive, gather, lock, open_output
 from wwm_prep.text.dictionary import Dictionary, DictionaryFiles, locate_dictionary
 from wwm_prep.text.registry import cache_dir
-from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer
+from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer, recorded_location
 
 COUNTS = ("documents", "characters", "words", "tokens", "groups", "empty", "rejects", "exact_path", "not_reversible")
 
@@ -165,7 +166,8 @@ def segment_file(chunk: Chunk, out_dir: Path, segmenter: Segmenter, progress: Pr
         counts["characters"] += chars
         counts["words"] += int(seg.word_counts.sum())
         counts["tokens"] += len(seg.ids)
-        counts["groups"] += int(np.count_nonzero(seg.word_starts))
+        doc_starts = np.cumsum(seg.token_counts) - seg.token_counts
+        counts["groups"] += count_groups(~segmenter.tokenizer.special[seg.ids], seg.word_starts, doc_starts)
         counts["exact_path"] += seg.exact_path
         counts["not_reversible"] += sum(SPACE_MARK in d.text for d in batch)
         if progress is not None:
@@ -232,11 +234,12 @@ class SegmentConfig:
     chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes of text per unit, about; a file no larger is one unit
 
 
-def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, split_lines: bool) -> DocumentConfig:
+def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, config: SegmentConfig) -> DocumentConfig:
     schema = load_schema("document")
-    record = TokenizerRecord(tokenizer.sha256, tokenizer.special_ids, str(tokenizer.path), tokenizer.vocab_size)
+    where = recorded_location(config.tokenizer, tokenizer.path)
+    record = TokenizerRecord(tokenizer.sha256, tokenizer.special_ids, where, tokenizer.vocab_size)
     return DocumentConfig(schema_ref(schema.name, schema.version), dictionary.describe(), record,
-                          split_lines=split_lines)
+                          split_lines=config.split_lines)
 
 
 @dataclass
@@ -323,13 +326,13 @@ def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfi
     out = open_output(out_dir, cache_dir(config.cache) / "staging")
     stage = SegmentStage(out, config, Counters())
     located = stage.locate()
-    doc_config = _document_config(*located, config.split_lines)
+    doc_config = _document_config(*located, config)
     try:
         _claim_output(out, doc_config, config)  # a mistake is answered before the dictionary's slow load
         chunks, failed = index_files(out, files, config.chunk_size, config.verify_inputs, config.claim_timeout,
                                      executor, quiet)
         found = located[0]
-        first_use = ", converted for vibrato on first use" if found.format == "mecab-binary" else ""
+        first_use = ", converted for vibrato on first use" if found.converts_first(config.cache) else ""
         with Elapsed(f"loading dictionary {found.name} ({found.format}{first_use})", quiet=quiet):
             stage.prepare(located)
         checked = {c.unit: stage.done(c) for c in chunks}

@@ -58,6 +58,15 @@ class DictionaryFiles:
             _LOADED[key] = (tagger, space_table(tagger))
         return Dictionary(self.name, self.source, self.format, self.sha256, self.files, self.settings, *_LOADED[key])
 
+    def converts_first(self, cache: Path | None = None) -> bool:
+        """Whether loading first converts a MeCab binary dictionary, which only its first use does."""
+        if self.format != "mecab-binary":
+            return False
+        from wwm_prep.text import mecab_binary
+        from wwm_prep.text import registry as dict_registry
+
+        return not mecab_binary.is_converted(self.source, dict_registry.cache_dir(cache) / "converted")
+
     def describe(self) -> dict[str, object]:
         """What a manifest records: the hash and the settings decide the output, the rest says where from."""
         return {

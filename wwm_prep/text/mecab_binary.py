@@ -66,6 +66,22 @@ def convert(binary_dir: Path, out_dir: Path) -> None:
         raise
 
 
+def is_converted(binary_dir: Path, cache_root: Path) -> bool:
+    """Whether the conversion is cached already: a run says "converted on first use" only when it is not."""
+    require_binary_dictionary(Path(binary_dir))
+    return _is_complete(_target(Path(cache_root), _digests(Path(binary_dir))))
+
+
+def _digests(binary_dir: Path) -> dict[str, str]:
+    return {name: sha256_file(binary_dir / name) for name in BINARY_FILES}
+
+
+def _target(cache_root: Path, digests: dict[str, str]) -> Path:
+    """The cache entry of the binary files with these SHA-256 digests, converted by this `CONVERTER_VERSION`."""
+    key = hashlib.sha256(json.dumps({"converter": CONVERTER_VERSION, "files": digests}, sort_keys=True).encode())
+    return cache_root / f"mecab-text-{key.hexdigest()[:32]}"
+
+
 def converted_text_dictionary(binary_dir: Path, cache_root: Path) -> Path:
     """Directory holding the text form of `binary_dir`, converting it only the first time.
 
@@ -75,11 +91,8 @@ def converted_text_dictionary(binary_dir: Path, cache_root: Path) -> Path:
     """
     binary_dir, cache_root = Path(binary_dir), Path(cache_root)
     require_binary_dictionary(binary_dir)
-    digests = {name: sha256_file(binary_dir / name) for name in BINARY_FILES}
-    key = hashlib.sha256(
-        json.dumps({"converter": CONVERTER_VERSION, "files": digests}, sort_keys=True).encode()
-    ).hexdigest()
-    target = cache_root / f"mecab-text-{key[:32]}"
+    digests = _digests(binary_dir)
+    target = _target(cache_root, digests)
     if _is_complete(target):
         return target
     cache_root.mkdir(parents=True, exist_ok=True)

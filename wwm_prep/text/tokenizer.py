@@ -17,6 +17,7 @@ import sentencepiece as spm
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import sha256_file
 from wwm_prep.core.resources import resource
+from wwm_prep.core.storage import is_url, local_copy, location
 from wwm_prep.core.specials import find_special_ids
 
 DEFAULT_TOKENIZER = ("sample", "tokenizer", "wwm-prep-sample-unigram.model")
@@ -103,21 +104,29 @@ def open_tokenizer(path: Path) -> TokenizerFile:
     return TokenizerFile(path, sha256_file(path), sp, special_ids(sp))
 
 
+def recorded_location(given: str | None, loaded: Path) -> str:
+    """How a run records its tokenizer so that a reader finds it from any working directory: a URL as given,
+    a local file as an absolute path."""
+    return given if given is not None and is_url(given) else str(Path(loaded).resolve())
+
+
 def locate_tokenizer(recorded_path: str | None, recorded_sha256: str | None, override: Path | None, *,
                      made_with: str, required: bool = True) -> tuple[Path | None, str]:
-    """The tokenizer model a record names: `override`, else the recorded path, checked against the recorded
-    sha256. Returns its path and a line saying where it came from; where it is not at hand, a WwmPrepError
-    (`override` given, or `required`), else None and the reason.
+    """The tokenizer model a record names: `override`, else the recorded path or URL (fetched once into the cache),
+    checked against the recorded sha256. Returns its local path and a line saying where it came from; where it
+    is not at hand, a WwmPrepError (`override` given, or `required`), else None and the reason.
 
     `made_with` completes "… is not the tokenizer …" in the error, e.g. "these shards were made with".
     """
-    path = Path(override) if override is not None else (Path(recorded_path) if recorded_path else None)
+    path = Path(override) if override is not None else _recorded(recorded_path)
     if path is None or not path.is_file():
         if override is not None:
             raise WwmPrepError(f"tokenizer not found: {override}")
-        why = f"the recorded tokenizer is not here ({recorded_path})" if recorded_path else "no tokenizer is recorded"
+        wanted = f"the model whose sha256 is {recorded_sha256}" if recorded_sha256 else "the SentencePiece model"
+        why = (f"the recorded tokenizer is not here ({recorded_path})" if recorded_path else
+               "no tokenizer is recorded")
         if required:
-            raise WwmPrepError(f"{why}; give the SentencePiece model with --tokenizer")
+            raise WwmPrepError(f"{why}; give {wanted} with --tokenizer")
         return None, why
     digest = sha256_file(path)
     if recorded_sha256 and digest != recorded_sha256:
@@ -126,6 +135,20 @@ def locate_tokenizer(recorded_path: str | None, recorded_sha256: str | None, ove
             f"{recorded_sha256[:16]}…); give that model with --tokenizer"
         )
     return path, f"{path} ({'sha256 matches the record' if recorded_sha256 else 'not checked: no sha256 recorded'})"
+
+
+def _recorded(recorded_path: str | None) -> Path | None:
+    """The local file a record names; a URL is fetched into the cache, or None where it cannot be."""
+    if not recorded_path:
+        return None
+    if not is_url(recorded_path):
+        return Path(recorded_path)
+    from wwm_prep.text.registry import cache_dir
+
+    try:
+        return local_copy(location(recorded_path), cache_dir(None))
+    except WwmPrepError:
+        return None
 
 
 def load_tokenizer(path: str | Path | None = None) -> Tokenizer:

@@ -14,15 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from wwm_prep.core import groups as core_groups
 from wwm_prep.core.rows import RowLayout
+from wwm_prep.core.specials import IGNORE_INDEX
 from wwm_prep.train.options import MaskingOptions
 from wwm_prep.train.randomness import SALT_ACTION, SALT_GROUP, SALT_RANDOM_ID, SALT_SPAN, stream, unit_interval
 from wwm_prep.train.selection import RULES, ranges, visiting_order
 from wwm_prep.train.spans import REPLACED_PER_SPAN, draw_lengths, tile_runs
-
-#: The label of every position that is not predicted (PyTorch's cross-entropy default).
-IGNORE_INDEX = -100
-
 
 @dataclass(frozen=True)
 class Groups:
@@ -109,24 +107,12 @@ def maskable_tokens(ids: np.ndarray, valid: np.ndarray, options: MaskingOptions)
 
 def word_groups(maskable: np.ndarray, word_starts: np.ndarray, seg_starts: np.ndarray | None,
                 per_document: bool) -> Groups:
-    """Whole-word groups: a group starts at a maskable token with ``word_starts`` set, after a token that is
-    not maskable, or at a segment's start, and runs over the maskable tokens that follow with it unset."""
-    length = maskable.shape[1]
-    mf = maskable.reshape(-1)
-    prev = np.empty(mf.shape[0], dtype=bool)
-    prev[0] = False
-    prev[1:] = mf[:-1]
-    prev[::length] = False
-    gstart = mf & (word_starts.reshape(-1) | ~prev)
+    """Whole-word groups (`core.groups`) of the padded batch, each row and each segment of ``seg_starts`` a unit."""
+    flat = maskable.reshape(-1)
+    unit_starts = np.arange(0, flat.shape[0], maskable.shape[1])
     if seg_starts is not None:
-        gstart[seg_starts] = mf[seg_starts]
-    cont = np.zeros(mf.shape[0], dtype=bool)  # token j+1 continues the group of token j
-    cont[:-1] = mf[1:] & ~gstart[1:]
-    cont[length - 1 :: length] = False
-    starts = np.flatnonzero(gstart)
-    sizes = np.flatnonzero(mf & ~cont)  # the groups' last tokens, made sizes in place
-    sizes -= starts
-    sizes += 1
+        unit_starts = np.concatenate([unit_starts, seg_starts])
+    starts, sizes, gstart = core_groups.word_groups(flat, word_starts.reshape(-1), unit_starts)
     return Groups(starts, sizes, *budget_units(gstart, maskable, seg_starts if per_document else None))
 
 

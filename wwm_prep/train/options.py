@@ -7,6 +7,7 @@ NumPy only: SentencePiece, transformers and the tokenizer module are imported on
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.specials import LLMJP_V3_IDS, LLMJP_V3_VOCAB_SIZE
 from wwm_prep.train.selection import check_rule
 from wwm_prep.train.spans import check_masking, length_pmf, length_thresholds
@@ -38,15 +40,7 @@ def token_ids(tokenizer: Any = None, **given: Any) -> dict[str, Any]:
 def read_tokenizer(tokenizer: Any) -> dict[str, Any]:
     """mask_id, pad_id, special_ids and vocab_size from a SentencePiece model or a Hugging Face tokenizer."""
     if isinstance(tokenizer, (str, os.PathLike)):
-        path = os.fspath(tokenizer)
-        if path.endswith(".model") and os.path.isfile(path):
-            from wwm_prep.text.tokenizer import open_tokenizer
-
-            tokenizer = open_tokenizer(Path(path)).sp
-        else:
-            from transformers import AutoTokenizer  # a Hugging Face tokenizer directory or hub name
-
-            tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = _open_named(os.fspath(tokenizer))
     if hasattr(tokenizer, "is_control") and hasattr(tokenizer, "get_piece_size"):  # SentencePieceProcessor
         return _sentencepiece_ids(tokenizer)
     if hasattr(tokenizer, "all_special_ids"):  # Hugging Face tokenizer
@@ -59,6 +53,27 @@ def read_tokenizer(tokenizer: Any) -> dict[str, Any]:
         "tokenizer must be a path to a SentencePiece .model, a SentencePieceProcessor, "
         f"or a Hugging Face tokenizer, not {type(tokenizer).__name__}"
     )
+
+
+# What the Hugging Face hub takes for a repository id: "name" or "owner/name" of letters, digits and -_. only.
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def _open_named(name: str) -> Any:
+    """A tokenizer named by a string: a SentencePiece model file, a Hugging Face tokenizer directory, or a hub id
+    (only a string of the hub's form that names no file or directory here)."""
+    if os.path.isfile(name) and not name.endswith(".json"):
+        from wwm_prep.text.tokenizer import open_tokenizer
+
+        return open_tokenizer(Path(name)).sp
+    if not (os.path.exists(name) or _HUB_NAME.fullmatch(name)) or name.endswith(".model"):
+        raise FileNotFoundError(f"no tokenizer at {name}")
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise WwmPrepError(f"{name} names a Hugging Face tokenizer, which needs transformers "
+                           "(pip install 'wwm-prep[torch]'); or give a SentencePiece .model file") from None
+    return AutoTokenizer.from_pretrained(name)
 
 
 def _sentencepiece_ids(sp: Any) -> dict[str, Any]:

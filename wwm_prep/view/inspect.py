@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.groups import count_groups
 from wwm_prep.core.rows import PieceSource, RowLayout
 from wwm_prep.core.shards import ShardSet, open_shards, read_batches
 from wwm_prep.core.specials import PIECE_NAMES
@@ -291,7 +292,7 @@ def _piece_label(source: str) -> str:
 
 def _document_lines(row: Row, r: Renderer, tokenizer_line: str) -> list[str]:
     c, n = row.columns, len(row.input_ids)
-    groups = int(np.count_nonzero(row.word_starts))
+    groups = count_groups(~r.decoder.tok.special[row.input_ids], row.word_starts, np.zeros(1, dtype=np.int64))
     lines = [
         f"document   {c['subset']}  {c['source']}, line {c['line']:,}",
         f"size       {n:,} tokens · {groups:,} word groups · {c['num_chars']:,} characters · "

@@ -108,9 +108,13 @@ def _closing(summary: Mapping[str, Any]) -> list[str]:
     lines = [""]
     if not check["found"]:
         lines.append("manifest: none here, nothing to cross-check")
-    elif check["mismatches"]:
+    elif check["mismatches"] or check["unlisted"] or check["missing"]:
         for name, m in check["mismatches"].items():
             lines.append(f"MISMATCH {name}: shards {m['shards']:,}, manifest {m['manifest']:,}")
+        for what in ("unlisted", "missing"):
+            if check[what]:
+                listed = ", ".join(check[what][:5]) + (f" and {len(check[what]) - 5} more" if len(check[what]) > 5 else "")
+                lines.append(f"MISMATCH shards {'the manifest does not list' if what == 'unlisted' else 'listed but absent'}: {listed}")
     else:
         lines.append(f"manifest totals agree with the shards ({', '.join(check['compared'])})")
     if summary.get("tokenizer"):

@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.manifest import DocumentManifest, SequenceManifest
+from wwm_prep.core.groups import word_groups
+from wwm_prep.core.manifest import SequenceManifest
 from wwm_prep.core.rows import DOCUMENT_OF_PIECE, SOURCE_PATTERN, RowLayout
 from wwm_prep.core.shards import ShardSet, open_shards
 from wwm_prep.view.hist import Hist, log2_edges
@@ -77,23 +78,16 @@ def _flat(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
     return column.flatten().to_numpy(zero_copy_only=False), (offsets - offsets[0]).astype(np.int64)
 
 
-def _groups(word_starts: np.ndarray, content: np.ndarray, unit_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start positions and sizes of the word groups among the `content` positions of a flat batch.
-
-    A group starts where word_starts is 1 and at every unit (document, piece) start; it runs over the
-    following content tokens up to the next group start."""
-    starts = word_starts.astype(bool) & content
-    starts[unit_starts] = content[unit_starts]
-    positions = np.flatnonzero(content)
-    first = np.flatnonzero(starts[positions])
-    sizes = np.diff(np.append(first, positions.size))
-    return positions[first], sizes
+def unmaskable(shards: ShardSet) -> np.ndarray:
+    """The special ids the manifest records: tokens no group holds, as the collator never masks them."""
+    record = shards.tokenizer_record()
+    return np.array(sorted(set(record.special_ids.values())) if record else [], dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------------- documents
 
 
-def _count_documents(counter: Counter, batch: pa.RecordBatch) -> None:
+def _count_documents(counter: Counter, batch: pa.RecordBatch, unmaskable: np.ndarray) -> None:
     ids, offsets = _flat(batch.column("input_ids"))
     word_starts, _ = _flat(batch.column("word_starts"))
     lengths = np.diff(offsets)
@@ -104,9 +98,8 @@ def _count_documents(counter: Counter, batch: pa.RecordBatch) -> None:
     counter.count("tokens", codes, tallies, lengths)
     counter.count("pieces", codes, tallies)
     counter.distribution("document_tokens", codes, tallies, lengths)
-    content = np.ones(ids.size, dtype=bool)
     doc_starts = offsets[:-1][lengths > 0]
-    group_at, sizes = _groups(word_starts, content, doc_starts)
+    group_at, sizes, _ = word_groups(~np.isin(ids, unmaskable), word_starts, doc_starts)
     group_codes = codes[np.searchsorted(offsets, group_at, side="right") - 1]
     counter.count("groups", group_codes, tallies)
     counter.distribution("group_tokens", group_codes, tallies, sizes)
@@ -170,7 +163,7 @@ def _count_pieces(counter: Counter, packing: Packing, sources: pa.Array, tokens:
 
 
 def _count_sequences(counter: Counter, packing: Packing, batch: pa.RecordBatch, path: Path,
-                     tables: PieceTables | None, pad_id: int | None) -> None:
+                     tables: PieceTables | None, pad_id: int | None, unmaskable: np.ndarray) -> None:
     if not batch.num_rows:
         return
     ids, row_offsets = _flat(batch.column("input_ids"))
@@ -186,7 +179,7 @@ def _count_sequences(counter: Counter, packing: Packing, batch: pa.RecordBatch, 
     codes, tallies, k = _count_pieces(counter, packing, batch.column("doc_sources").flatten(), layout.lengths - 2,
                                       path)
     starts, content = layout.starts, layout.content()
-    group_at, group_sizes = _groups(word_starts, content, starts + 1)
+    group_at, group_sizes, _ = word_groups(content & ~np.isin(ids, unmaskable), word_starts, starts + 1)
     group_piece = np.searchsorted(starts, group_at, side="right") - 1
     counter.count("groups", codes[group_piece], tallies)
     counter.distribution("group_tokens", codes[group_piece], tallies, group_sizes)
@@ -220,8 +213,9 @@ def _count_all_sequences(shards: ShardSet, counter: Counter, tokenizer: Path | N
     tables = piece_tables(tok) if tok is not None else None
     record = shards.tokenizer_record()
     pad_id = (record.special_ids if record else {}).get("pad", tok.special_ids.get("pad") if tok else None)
+    special = unmaskable(shards)
     for path, batch in shards.batches():
-        _count_sequences(counter, packing, batch, path, tables, pad_id)
+        _count_sequences(counter, packing, batch, path, tables, pad_id, special)
     _finish_cut_documents(counter, packing)
     packing.chars_known = tables is not None
     if not packing.chars_known:
@@ -268,10 +262,12 @@ def _tally_summary(tally: Tally, kind: str, chars_known: bool) -> dict[str, Any]
     return out
 
 
-def _cross_check(totals: dict[str, Any], manifest: DocumentManifest | SequenceManifest | None,
-                 kind: str) -> dict[str, Any]:
+def _cross_check(totals: dict[str, Any], shards: ShardSet) -> dict[str, Any]:
+    """The manifest's totals against the counts, and its shard list against the files: any difference means the
+    directory holds something the manifest does not vouch for (another run's shards, a half-copied output)."""
+    manifest, kind = shards.manifest, shards.kind
     if manifest is None:
-        return {"found": False, "mismatches": {}}
+        return {"found": False, "mismatches": {}, "unlisted": [], "missing": []}
     recorded = manifest.totals
     names = (("documents", "characters", "words", "tokens", "groups") if kind == "documents" else
              ("documents", "pieces", "tokens", "cut_documents", "cuts", "rows", "pad_tokens"))
@@ -279,7 +275,15 @@ def _cross_check(totals: dict[str, Any], manifest: DocumentManifest | SequenceMa
     for name in names:
         if name in recorded and totals.get(name) is not None and recorded[name] != totals[name]:
             mismatches[name] = {"shards": totals[name], "manifest": recorded[name]}
-    return {"found": True, "compared": [n for n in names if n in recorded], "mismatches": mismatches}
+    listed, present = set(manifest.shard_rows()), {p.name for p in shards.paths}
+    return {"found": True, "compared": [n for n in names if n in recorded], "mismatches": mismatches,
+            "unlisted": sorted(present - listed), "missing": sorted(listed - present)}
+
+
+def disagrees(summary: dict[str, Any]) -> bool:
+    """Whether the shards and their manifest disagree (`stats` then exits 1)."""
+    check = summary["manifest"]
+    return bool(check["mismatches"] or check["unlisted"] or check["missing"])
 
 
 def _add_packing(summary: dict[str, Any], counter: Counter, packing: Packing,
@@ -312,8 +316,9 @@ def compute_stats(directory: Path, tokenizer: Path | None = None) -> Stats:
     packing: Packing | None = None
     tokenizer_line = None
     if shards.kind == "documents":
+        special = unmaskable(shards)
         for _, batch in shards.batches():
-            _count_documents(counter, batch)
+            _count_documents(counter, batch, special)
     else:
         packing, tokenizer_line = _count_all_sequences(shards, counter, tokenizer, notes)
     chars_known = packing is None or packing.chars_known
@@ -336,5 +341,5 @@ def compute_stats(directory: Path, tokenizer: Path | None = None) -> Stats:
     }
     if packing is not None:
         _add_packing(summary, counter, packing, shards.manifest)
-    summary["manifest"] = _cross_check(totals, shards.manifest, shards.kind)
+    summary["manifest"] = _cross_check(totals, shards)
     return Stats(summary, counter, packing)

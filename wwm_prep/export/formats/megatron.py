@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.shards import Schema, load_schema
-from wwm_prep.export.source import ListColumn, Source, Tally
+from wwm_prep.export.base import ExportFormat
+
+if TYPE_CHECKING:
+    from wwm_prep.core.shards import Schema
+    from wwm_prep.export.source import Source, Tally
 
 
 def require_megatron() -> Any:
@@ -38,6 +38,10 @@ def require_megatron() -> Any:
 
 def columns(schema: Schema | None = None) -> dict[str, str]:
     """The NumPy type each numeric column of the schema is stored as; lists of strings have no indexed form."""
+    import pyarrow as pa
+
+    from wwm_prep.core.shards import load_schema
+
     schema = schema or load_schema("sequence")
     return {f.name: str(f.type.value_type) for f in schema.arrow
             if pa.types.is_list(f.type) and pa.types.is_integer(f.type.value_type)}
@@ -50,9 +54,12 @@ def file_names(schema: Schema | None = None) -> list[str]:
 
 def write(source: Source, prefix: Path, opts: dict[str, Any], tally: Tally | None = None) -> dict[str, str]:
     """Write every row of `source` as `prefix_<column>.bin/.idx` (in a temporary directory); return the columns."""
-    indexed = require_megatron()
+    import numpy as np
     import torch
 
+    from wwm_prep.export.source import ListColumn
+
+    indexed = require_megatron()
     dtypes = columns(source.schema)
     builders = {}
     for name, dtype in dtypes.items():
@@ -68,3 +75,9 @@ def write(source: Source, prefix: Path, opts: dict[str, Any], tally: Tally | Non
     for name, builder in builders.items():
         builder.finalize(f"{prefix}_{name}.idx")
     return dtypes
+
+
+FORMAT = ExportFormat(
+    name="megatron", help="Megatron-LM indexed datasets PREFIX_<column>.bin/.idx (pip install 'wwm-prep[megatron]')",
+    owns_directory=False, require=require_megatron, write=write, file_names=file_names,
+)

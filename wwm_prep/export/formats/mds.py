@@ -13,14 +13,14 @@ belongs in the training environment, not in every one wwm-prep is installed in.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.shards import Schema
-from wwm_prep.export.source import ListColumn, Source, Tally
+from wwm_prep.export.base import ExportFormat, Option
+
+if TYPE_CHECKING:
+    from wwm_prep.core.shards import Schema
+    from wwm_prep.export.source import Source, Tally
 
 TOKEN_IDS = "input_ids"
 TOKEN_DTYPE = "uint32"
@@ -41,6 +41,8 @@ def require_streaming() -> Any:
 
 def columns(schema: Schema) -> dict[str, str]:
     """MDS encodings of the schema's columns."""
+    import pyarrow as pa
+
     out = {}
     for f in schema.arrow:
         if not pa.types.is_list(f.type):
@@ -53,16 +55,14 @@ def columns(schema: Schema) -> dict[str, str]:
     return out
 
 
-def options(compression: str | None, shard_size: str | None) -> dict[str, Any]:
-    """The options as recorded (and compared on a rerun)."""
-    return {"compression": compression or DEFAULT_COMPRESSION, "shard_size": (shard_size or DEFAULT_SHARD_SIZE).lower()}
-
-
 def write(source: Source, out: Path, opts: dict[str, Any], tally: Tally | None = None) -> dict[str, str]:
     """Write every row of `source` to MDS shards in the (empty, temporary) directory `out`; return the columns."""
-    require_streaming()
+    import numpy as np
     from streaming import MDSWriter
 
+    from wwm_prep.export.source import ListColumn
+
+    require_streaming()
     encodings = columns(source.schema)
     numeric = [name for name, enc in encodings.items() if enc.startswith("ndarray:")]
     listed = [name for name, enc in encodings.items() if enc == "json"]
@@ -80,3 +80,13 @@ def write(source: Source, out: Path, opts: dict[str, Any], tally: Tally | None =
                 sample.update({name: values[i] for name, values in lists.items()})
                 writer.write(sample)
     return encodings
+
+
+FORMAT = ExportFormat(
+    name="mds", help="MosaicML MDS shards for StreamingDataset/Composer (pip install 'wwm-prep[mds]')",
+    owns_directory=True, require=require_streaming, write=write,
+    options=(Option("compression", "compression of each shard file (default: zstd, level 3; none for uncompressed)",
+                    DEFAULT_COMPRESSION, COMPRESSIONS),
+             Option("shard-size", "uncompressed bytes per shard before a new one starts, e.g. 64mb (the default) or "
+                    "256mb", DEFAULT_SHARD_SIZE, recorded=str.lower)),
+)

@@ -1,0 +1,1 @@
+"""Export formats, one module each; a module that defines `FORMAT` (an `export.base.ExportFormat`) is a format."""
