@@ -8,14 +8,12 @@ import gzip
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from tests.conftest import kill_at_work, run
+from tests.conftest import kill_at_work, run, start_segment
 from wwm_prep.core.resources import resource
 from wwm_prep.core.shards import load_schema, read_batches
 
@@ -129,10 +127,7 @@ def test_a_run_killed_mid_file_is_completed_by_a_rerun_that_redoes_only_the_chun
     reference = tmp_path / "reference"
     segment(root, reference, "--workers", "1")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "wwm_prep.cli", "segment", str(root), "--out", str(out), "--dict",
-                             "tiny-ja", "--chunk-size", str(CHUNK), "--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    held = kill_at_work(proc, out)
+    held = kill_at_work(start_segment(root, out, "--chunk-size", str(CHUNK)), out)
     done = sorted(p.stem for p in (out / "units").glob("*.json"))
     assert done and held and len(done) < len(shards(reference))
     output = segment(root, out, "--workers", "1")
