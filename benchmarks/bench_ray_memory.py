@@ -38,6 +38,7 @@ from corpus_args import SMOKE, corpus_parser, parse_with_smoke  # noqa: E402
 from wwm_prep.pipeline import segment as segment_module  # noqa: E402
 from wwm_prep.pipeline.executor import RayExecutor, Stage  # noqa: E402
 from wwm_prep.pipeline.segment import SegmentConfig, SegmentStage, run_segment  # noqa: E402
+from wwm_prep.pipeline.units import UnitResult  # noqa: E402
 from wwm_prep.text.dictionary import DEFAULT_DICTIONARY, DictionaryFiles, load_dictionary  # noqa: E402
 from wwm_prep.text.tokenizer import Tokenizer  # noqa: E402
 
@@ -64,7 +65,7 @@ class MarkedStage(SegmentStage):
             (marks_dir(self.out.local) / f"load-{os.getpid()}").touch()
         super().prepare(located)
 
-    def run(self, unit: Any) -> dict[str, Any]:
+    def run(self, unit: Any) -> UnitResult:
         (marks_dir(self.out.local) / f"run-{os.getpid()}").touch()
         return super().run(unit)
 
@@ -76,7 +77,7 @@ class DictionaryPerWorker:
         self.stage = stage
         stage.prepare()
 
-    def run(self, unit: Any) -> dict[str, Any]:
+    def run(self, unit: Any) -> UnitResult:
         return self.stage.run(unit)
 
 
@@ -87,7 +88,7 @@ class PerWorkerExecutor:
     workers: int
     shares_memory = False
 
-    def run(self, stage: Stage, units: Sequence[Any]) -> Iterator[dict[str, Any]]:
+    def run(self, stage: Stage, units: Sequence[Any]) -> Iterator[UnitResult]:
         actor = ray.remote(num_cpus=1)(DictionaryPerWorker)
         actors = [actor.remote(stage) for _ in range(min(self.workers, len(units)))]
         try:

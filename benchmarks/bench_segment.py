@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from corpus_args import SMOKE, corpus_parser, corpus_texts, parse_with_smoke  # noqa: E402
 
+from wwm_prep.pipeline.chunks import Chunk  # noqa: E402
 from wwm_prep.pipeline.segment import BATCH_CHARS, Segmenter, segment_file  # noqa: E402
 from wwm_prep.text.dictionary import load_dictionary  # noqa: E402
 from wwm_prep.text.tokenizer import load_tokenizer  # noqa: E402
@@ -122,7 +123,7 @@ def timed_segmenter(segmenter: Segmenter, clock: Clock) -> Segmenter:
 
 
 def full_segment(files: list, segmenter: Segmenter, out: Path) -> tuple[float, float]:
-    return timed(lambda: [segment_file(unit, out, segmenter) for unit in files])
+    return timed(lambda: [segment_file(Chunk.whole(unit), out, segmenter) for unit in files])
 
 
 def spread(values: list[float], unit: str = "", scale: float = 1.0, digits: int = 3) -> str:

@@ -17,6 +17,7 @@ import os
 import tempfile
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from wwm_prep.pipeline.corpus import discover, open_binary  # noqa: E402
 from wwm_prep.text.dictionary import load_dictionary  # noqa: E402
 from wwm_prep.pipeline.executor import LocalExecutor  # noqa: E402
 from wwm_prep.pipeline.segment import SegmentConfig, SegmentStage, run_segment  # noqa: E402
+from wwm_prep.pipeline.units import UnitResult  # noqa: E402
 
 
 def status_mib(key: str, path: str = "/proc/self/status") -> float:
@@ -41,11 +43,12 @@ class MeasuredStage(SegmentStage):
     """Adds each worker's process id, peak resident memory, and proportional set size (shared pages
     such as the dictionary counted once across the processes sharing them) to its unit reports."""
 
-    def run(self, unit: Any) -> dict[str, Any]:
-        report = super().run(unit)
-        report["pid"], report["peak_mib"] = os.getpid(), status_mib("VmHWM:")
-        report["pss_mib"] = status_mib("Pss:", "/proc/self/smaps_rollup")
-        return report
+    def run(self, unit: Any) -> UnitResult:
+        result = super().run(unit)
+        if result.report is None:
+            return result
+        return replace(result, report={**result.report, "pid": os.getpid(), "peak_mib": status_mib("VmHWM:"),
+                                       "pss_mib": status_mib("Pss:", "/proc/self/smaps_rollup")})
 
 
 def deal(corpus: Path, out: Path, files: int) -> int:

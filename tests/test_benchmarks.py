@@ -36,6 +36,8 @@ class Smoke:
 
 
 RUNS = {
+    "bench_chunks.py": Smoke(expect=("shards identical: True", "RATIO throughput 2 workers / 1 worker",
+                                     "index pass share of segment time", "peak memory 10x: ")),
     "bench_collator.py": Smoke(expect=("per-batch time, median (ms)", "| wwm-prep WholeWordMaskCollator span (np) |",
                                        "masking modes (mode time / word time")),
     "bench_contract.py": Smoke(json_keys=("documents", "characters", "differing_documents"),
@@ -52,6 +54,7 @@ RUNS = {
                                            "ratio      pack / segment tokens per second per worker")),
     "bench_ray_memory.py": Smoke(expect=("before  ", "after   ", "RATIO after / before: peak PSS"), needs=("ray",)),
     "bench_segmentation_choices.py": Smoke(json_keys=("split_lines", "vibrato_defaults")),
+    "scaling_table.py": Smoke(expect=("| cores | ideal | whole-file units (before) |", "| 4,096 | ")),
     "bench_workers.py": Smoke(expect=("2 worker(s): ", "shards identical: True", "RATIO throughput 2 workers")),
 }
 # bench_segment.py runs on the corpus tech_corpus.py generates, as `make bench` runs them both

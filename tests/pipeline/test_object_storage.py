@@ -159,3 +159,18 @@ def test_a_missing_bucket_or_key_is_one_line_and_exit_2(s3: s3fs.S3FileSystem, l
         assert code == 2, (args, output)
         assert named in output and "Traceback" not in output
         assert len(output.strip().splitlines()) <= 2, output  # the message, maybe the dictionary's loading line
+
+
+def test_chunks_on_s3_give_the_bytes_of_a_local_run(s3: s3fs.S3FileSystem, tmp_path: Path) -> None:
+    """A gzip file cut into chunks: its seek points are kept at the output and fetched by the workers."""
+    from tests.pipeline.test_chunks import CHUNK, corpus
+
+    root = corpus(tmp_path / "corpus", "jsonl.gz")
+    s3.put(str(root), f"{BUCKET}/chunked", recursive=True)
+    args = ["--dict", "tiny-ja", "--chunk-size", str(CHUNK), "--workers", "2"]
+    assert run("segment", str(root), "--out", str(tmp_path / "local"), *args)[0] == 0
+    code, output = run("segment", f"s3://{BUCKET}/chunked", "--out", f"s3://{BUCKET}/chunked-docs", *args)
+    assert code == 0, output
+    assert len(local_digests(tmp_path / "local")) >= 8
+    assert digests(s3, f"{BUCKET}/chunked-docs") == local_digests(tmp_path / "local")
+    assert any(name.endswith(".gzidx") for name in s3.ls(f"{BUCKET}/chunked-docs/index"))

@@ -11,7 +11,7 @@ from wwm_prep.pipeline.progress import Counters, ProgressDisplay
 
 def _add(counters: Counters) -> None:
     for _ in range(100):
-        counters.add(10, 1, 7)
+        counters.add(bytes=10, documents=1, tokens=7)
 
 
 def test_counters_are_shared_with_forked_workers() -> None:
@@ -21,18 +21,18 @@ def test_counters_are_shared_with_forked_workers() -> None:
         w.start()
     for w in workers:
         w.join()
-    assert counters.read() == (2000, 200, 1400)
+    assert counters.read() == {"bytes": 2000, "documents": 200, "tokens": 1400, "units": 0}
 
 
 def test_log_lines_without_a_terminal_and_silence_when_quiet() -> None:
     counters = Counters()
     stream = io.StringIO()
-    with ProgressDisplay(counters, 1000, "segment", stream=stream, log_every=0.02):
-        counters.add(250, 3, 1000)
+    with ProgressDisplay(counters, 1000, "segment", units=4, what="chunks", stream=stream, log_every=0.02):
+        counters.add(bytes=250, documents=3, tokens=1000, units=1)
         wait_until(lambda: "25.0%" in stream.getvalue())  # a line from the display's own thread
     lines = stream.getvalue().splitlines()
     assert lines and all(line.startswith("segment:") for line in lines)
-    assert "25.0% of 1.0 kB, 3 documents" in lines[-1]
+    assert "25.0% of 1.0 kB, 1/4 chunks, 3 documents" in lines[-1]
 
     quiet = io.StringIO()
     with ProgressDisplay(counters, 1000, "segment", stream=quiet, quiet=True, log_every=0.02) as display:

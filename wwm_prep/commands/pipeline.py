@@ -21,6 +21,28 @@ DICT_HELP = (
     "(converted for vibrato on first use, then cached)."
 )
 DEMO_SEQ_LEN = 512  # the bundled sample is small: short rows still hold several documents
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1 << 10, "m": 1000**2, "mb": 1000**2, "mib": 1 << 20,
+               "g": 1000**3, "gb": 1000**3, "gib": 1 << 30}
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: `65536`, `64MiB`, `1GB`."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        number = text.rstrip("kmgib")
+        unit = text[len(number):]
+        try:
+            size = int(float(number) * _SIZE_UNITS[unit])
+        except (ValueError, KeyError):
+            self.fail(f"{value!r} is not a size (e.g. 65536, 64MiB, 1GB)", param, ctx)
+        if size < 1:
+            self.fail(f"{value!r} must be at least 1 byte", param, ctx)
+        return size
 
 
 # Summary rows: (label, key in the manifest's totals).
@@ -37,6 +59,7 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
     per_group = f"{totals['tokens'] / max(totals['groups'], 1):.2f}"
     rows = [(label, totals[key]) for label, key in SEGMENT_ROWS] + [("tokens per group", per_group)]
     rows += [(label, totals[key]) for label, key in SEGMENT_MORE] + [("failed files", len(manifest.failed))]
+    rows += [("files done", len({u["source"] for u in manifest.units.values()})), ("chunks done", len(manifest.units))]
     click.echo(f"segment → {out}")
     echo_rows(rows, 18, 14)
     echo_used(manifest.config)
@@ -152,6 +175,9 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--vibrato-defaults", is_flag=True,
                      help="vibrato's own settings (ignore_space=False, max_grouping_len=0) instead of the "
                           "MeCab-identical ignore_space=True, max_grouping_len=24. Recorded in the manifest."),
+        click.option("--chunk-size", type=ByteSize(), default="64MiB", show_default=True,
+                     help="Bytes of text per unit of work, about: a larger input file is cut at line ends into "
+                          "chunks, each its own unit and shard (a file no larger keeps one shard named for it)."),
         click.option("--verify-inputs", is_flag=True,
                      help="Also record each input file's sha256 and, on a rerun, redo a unit whose sha256 differs "
                           "(default: its size and modification time are compared)."),
@@ -194,7 +220,7 @@ def segment_config(options: dict[str, Any]) -> Any:
                          subsets=subset_names(subsets), cache=options.pop("cache_dir"),
                          overwrite=options.pop("overwrite"), split_lines=options.pop("split_lines"),
                          vibrato_defaults=options.pop("vibrato_defaults"), verify_inputs=options.pop("verify_inputs"),
-                         claim_timeout=options["claim_timeout"])
+                         claim_timeout=options["claim_timeout"], chunk_size=options.pop("chunk_size"))
 
 
 def subset_names(text: str | None) -> tuple[str, ...] | None:

@@ -140,13 +140,17 @@ def _matches(item: str) -> list[AnyPath]:
 
 class _ZstdFrames(io.RawIOBase):
     """The frames of a zstd file decompressed in order. Unlike zstandard's stream reader, it raises
-    EOFError when the file ends inside a frame, so a truncated file is reported, not half-read."""
+    EOFError when the file ends inside a frame, so a truncated file is reported, not half-read. `frames` lists
+    where each frame starts, in the file and in its text, for the chunk index."""
 
     def __init__(self, raw: BinaryIO):
         self._raw = raw
         self._frame = zstandard.ZstdDecompressor().decompressobj()
         self._started = False
         self._pending = b""
+        self._read = raw.tell()  # bytes of the file read so far
+        self._made = 0  # bytes of text given out so far
+        self.frames = [(self._read, 0)]
 
     def readable(self) -> bool:
         return True
@@ -158,16 +162,22 @@ class _ZstdFrames(io.RawIOBase):
                 if self._started and not self._frame.eof:
                     raise EOFError("zstd stream ends inside a frame (truncated file)")
                 return 0
+            if self._frame.eof:  # the last block ended where a frame did
+                self.frames.append((self._read, self._made))
+                self._frame = zstandard.ZstdDecompressor().decompressobj()
+            self._read += len(chunk)
             self._started = True
             out = self._frame.decompress(chunk)
             while self._frame.eof and self._frame.unused_data:
                 rest = self._frame.unused_data
+                self.frames.append((self._read - len(rest), self._made + len(out)))
                 self._frame = zstandard.ZstdDecompressor().decompressobj()
                 out += self._frame.decompress(rest)
             self._pending = out
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
+        self._made += n
         return n
 
     def close(self) -> None:
@@ -215,30 +225,61 @@ class UnreadableFile(Exception):
     """An input file that cannot be read to its end: missing, unreadable, truncated, corrupt compression."""
 
 
+@dataclass(frozen=True)
+class Span:
+    """Where a chunk of a file lies in its text: the byte offsets of its first line and of the line after its last,
+    the file's own number of its first line, and how to get there without decompressing from the start."""
+
+    start: int
+    end: int
+    line: int
+    frame: tuple[int, int] | None = None  # zstd: compressed and text offsets of the frame holding `start`
+    gzip_index: Path | None = None  # gzip: the seek points of the file (`indexed_gzip`'s export)
+
+
+def _open_at(path: AnyPath, raw: BinaryIO, span: Span) -> BinaryIO:
+    """The file's text from `span.start` on: seek points for gzip, the frame holding it for zstd, else a seek."""
+    if path.name.endswith(".gz"):
+        import indexed_gzip
+
+        stream = indexed_gzip.IndexedGzipFile(fileobj=raw, index_file=str(span.gzip_index))
+        stream.seek(span.start)
+        return stream  # type: ignore[no-any-return]
+    at, skip = span.frame if span.frame is not None else (span.start, 0)
+    raw.seek(at)
+    stream = _decompressed(path, raw)
+    if span.frame is not None:
+        skip = span.start - skip
+        while skip > 0 and (block := stream.read(min(skip, 1 << 22))):
+            skip -= len(block)
+    return stream
+
+
 class RecordReader:
-    """Every line of a corpus file as a Document or a Reject; the file's own errors become
-    UnreadableFile. `position` is how far into the file (as stored, compressed) reading has got."""
+    """Every line of a corpus file (or of a `span` of it) as a Document or a Reject, numbered as in the whole file;
+    the file's own errors become UnreadableFile. `consumed` is how many bytes of text reading has got through."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, span: Span | None = None):
         self.path = path
-        self._raw: BinaryIO | None = None
-
-    @property
-    def position(self) -> int:
-        return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
+        self.span = span
+        self.consumed = 0
 
     def __iter__(self) -> Iterator[Document | Reject]:
+        span = self.span
         try:
-            with open_read(self.path) as raw, _decompressed(self.path, raw) as stream:
-                self._raw = raw
-                for line_no, line in enumerate(stream, start=1):
+            with open_read(self.path) as raw, (_decompressed(self.path, raw) if span is None else
+                                               _open_at(self.path, raw, span)) as stream:
+                left = span.end - span.start if span is not None else -1
+                for line_no, line in enumerate(stream, start=span.line if span is not None else 1):
+                    self.consumed += len(line)
                     line = line.rstrip(b"\r\n")
                     if line.strip():
                         yield parse_record(line_no, line)
+                    if self.consumed == left:
+                        break
         except zstandard.ZstdError as exc:
             if "Unknown frame descriptor" in str(exc):
                 raise UnreadableFile("not a zstd file, although named .zst (its first bytes are no zstd frame)") from exc
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
         except (OSError, EOFError, zlib.error) as exc:
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
-

@@ -1,7 +1,7 @@
 """Where a stage's independent work units run: in this process, in forked worker processes, or on Ray.
 
 A stage says what every unit needs (`prepare`, e.g. loading a dictionary) and how to do one unit (`run`,
-which writes the unit's own output and returns a small report). The caller picks an executor object, which
+which writes the unit's own output and returns a small result). The caller picks an executor object, which
 only decides where `run` happens; reports come back, data never passes through the parent. Which units a
 run takes (all, or one slice of an array job) is a `Slice`, decided before any executor is involved.
 """
@@ -25,7 +25,7 @@ U = TypeVar("U")
 class Stage(Protocol):
     def prepare(self) -> None: ...
 
-    def run(self, unit: Any) -> dict[str, Any]: ...
+    def run(self, unit: Any) -> Any: ...  # the unit's result (`units.UnitResult`), small and picklable
 
 
 def default_workers() -> int:
@@ -69,7 +69,7 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_forked(unit: Any) -> dict[str, Any]:
+def _run_forked(unit: Any) -> Any:
     assert _STAGE is not None
     return _STAGE.run(unit)
 
@@ -81,7 +81,7 @@ class LocalExecutor:
     workers: int = 1
     shares_memory = True  # forked workers reach the parent's shared-memory progress counters
 
-    def run(self, stage: Stage, units: Sequence[Any]) -> Iterator[dict[str, Any]]:
+    def run(self, stage: Stage, units: Sequence[Any]) -> Iterator[Any]:
         """Yield each unit's report as it finishes; `stage.prepare()` runs once, before any fork."""
         global _STAGE
         stage.prepare()
@@ -124,7 +124,7 @@ class RayExecutor:
     address: str | None = None
     shares_memory = False  # actors report per unit; the parent counts their progress
 
-    def run(self, stage: Stage, units: Sequence[Any]) -> Iterator[dict[str, Any]]:
+    def run(self, stage: Stage, units: Sequence[Any]) -> Iterator[Any]:
         """Yield each unit's report as it finishes; each actor has as many units in flight as it has workers,
         and is given the next unit as one finishes, so a node that goes faster does more of them."""
         try:
@@ -142,7 +142,7 @@ class RayExecutor:
                 stage.prepare()
                 self.pool = _fork_pool(stage, workers)
 
-            def run(self, unit: Any) -> dict[str, Any]:
+            def run(self, unit: Any) -> Any:
                 return self.pool.apply(_run_forked, (unit,))
 
             def shutdown(self) -> None:

@@ -1,12 +1,10 @@
 """The `pack` stage: document shards → rows of exactly `seq_len` tokens → shuffled sequence shards.
 
-The passes over document shards that the subset weights ask for (repeats, subsamples) are dealt to a number
-of *partitions* fixed by the inputs and options alone, never by how many workers run, and each partition is a
-unit of work: its shards are read in a seeded, token-weighted interleave, cut into pieces and packed into rows
-by `packing`, and written in shards of `shard_rows` rows, each shuffled. So one worker or many, Ray or array
-slices give the same bytes; a rerun skips the partitions done and redoes those whose document shards changed;
-runs sharing an output claim partitions as `segment` claims files; the run that completes the last writes
-the manifest.
+The passes over document shards that the subset weights ask for are dealt to *partitions* (`partitions`), and
+each partition is a unit of work under the protocol of `units`: its shards are read in a seeded, token-weighted
+interleave, cut into pieces and packed into rows by `packing`, and written in shards of `shard_rows` rows, each
+shuffled. So one worker or many, Ray or array slices give the same bytes; a rerun skips the partitions done and
+redoes those whose document shards changed; the run that completes the last writes the manifest.
 
 Memory per worker is bounded whatever the input size: document shards are read one record batch at a time,
 the packer holds at most `window` pieces (plus the batch being added), and the writer one shard of rows.
@@ -14,14 +12,13 @@ the packer holds at most `window` pieces (plus the batch being added), and the w
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 import re
 import sys
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,18 +26,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from wwm_prep.core.claims import DEFAULT_TIMEOUT, Holder, claim
+from wwm_prep.core.claims import DEFAULT_TIMEOUT
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import locked, write_json_atomic
 from wwm_prep.core.manifest import (DocumentManifest, SequenceConfig, SequenceManifest, TokenizerRecord,
                                     manifest_sha256, schema_ref)
 from wwm_prep.core.rows import PieceSource
 from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
-from wwm_prep.core.storage import AnyPath, Output, identity, is_remote, local_copy, location, sha256_of
+from wwm_prep.core.storage import AnyPath, Output, is_remote, local_copy, location
 from wwm_prep.pipeline.packing import (SENTENCE_REACH, STRATEGIES, Piece, SentenceEnds, Specials, best_fit, columns,
                                        cut_bounds, greedy, load_sentence_ends)
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
+from wwm_prep.pipeline.partitions import Partition, Source, deal, default_partitions, intact, passes
 from wwm_prep.pipeline.progress import Counters, ProgressDisplay
+from wwm_prep.pipeline.units import Made, UnitFailed, UnitStage, announce, drive, gather, lock, open_output
 from wwm_prep.text.registry import cache_dir
 from wwm_prep.text.tokenizer import locate_tokenizer
 
@@ -49,7 +47,6 @@ DEFAULT_WINDOW = 4096
 DEFAULT_SHARD_ROWS = 2048
 MAX_OPEN = 64  # document shards the interleave draws from at once (open files only: a batch is read when drawn)
 WRITE_ROWS = 256  # rows per Arrow record batch of a sequence shard
-PARTITION_TOKENS = 1 << 26  # default partitions hold ~67 M tokens (~8,000 rows of 8,192): best-fit's tail stays small
 SHARD_NAME = "sequences-{:05d}-{:05d}.arrow"  # partition, shard within it
 COUNTS = ("documents", "dropped_documents", "pieces", "tokens", "cut_documents", "cuts", "sentence_cuts",
           "group_splits")
@@ -82,37 +79,6 @@ class PackConfig:
             raise WwmPrepError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
         if self.window < 1 or self.shard_rows < 1:
             raise WwmPrepError("--window and --shard-rows must be at least 1")
-
-
-@dataclass(frozen=True)
-class Source:
-    """One pass over a document shard: subset weights make several (copies), the last maybe a subsample."""
-
-    unit: str
-    subset: str
-    source: str
-    path: AnyPath
-    sha256: str  # of the shard, as segment recorded it
-    size: int | None  # its bytes, where segment recorded them
-    tokens: int
-    copy: int
-    fraction: float  # share of its documents taken
-
-    def key(self) -> list[Any]:
-        """What a partition's report records of this pass, to tell on a rerun whether it is the same."""
-        return [self.unit, self.copy, self.fraction, self.sha256]
-
-
-@dataclass(frozen=True)
-class Partition:
-    """One unit of pack's work: the passes dealt to it, packed on their own into its own shards."""
-
-    index: int
-    sources: tuple[Source, ...]
-
-    @property
-    def name(self) -> str:
-        return f"partition-{self.index:05d}"
 
 
 def parse_subset_weights(text: str | None) -> dict[str, float]:
@@ -166,62 +132,6 @@ def _sentence_ends(tokenizer: TokenizerRecord, override: Path | None) -> Sentenc
     path, _ = locate_tokenizer(tokenizer.path, tokenizer.sha256, override,
                                made_with="the documents were segmented with", required=False)
     return load_sentence_ends(path, cache_dir()) if path is not None else None
-
-
-def _sources(docs_dir: AnyPath, units: Mapping[str, Any], weights: Mapping[str, float]) -> list[Source]:
-    """Every pass over a document shard that the subset weights ask for (checksums are verified by the
-    partition that reads them, so that a cluster's workers share that I/O)."""
-    subsets = sorted({u["subset"] for u in units.values()})
-    unknown = sorted(set(weights) - set(subsets))
-    if unknown:
-        raise WwmPrepError(
-            f"subset weights name {', '.join(unknown)}; the documents hold {', '.join(subsets) or 'none'}"
-        )
-    sources = []
-    for name in sorted(units):
-        unit = units[name]
-        whole, part = divmod(weights.get(unit["subset"], 1.0), 1.0)
-        fractions = [1.0] * int(whole) + ([part] if part > 0 else [])
-        if not fractions:
-            continue
-        shard = docs_dir / unit["shard"]
-        if not shard.is_file():
-            raise WwmPrepError(f"{shard} is missing; rerun `wwm-prep segment`")
-        sources += [Source(name, unit["subset"], unit["source"], shard, unit["sha256"], unit.get("bytes"),
-                           int(unit["tokens"]), copy, fraction) for copy, fraction in enumerate(fractions)]
-    if not sources:
-        raise WwmPrepError(f"{docs_dir}: no documents to pack (no shards, or every subset weighted 0)")
-    return sources
-
-
-def _intact(source: Source) -> bool:
-    """Whether a document shard is still the one segment recorded: by sha256, or for an object with its size
-    recorded, by size (reading it back over the network only to hash it would double pack's input)."""
-    if is_remote(source.path) and source.size is not None:
-        return identity(source.path)["size"] == source.size
-    return sha256_of(source.path) == source.sha256
-
-
-def default_partitions(sources: Sequence[Source]) -> int:
-    tokens = sum(s.tokens * s.fraction for s in sources)
-    return max(1, min(len(sources), math.ceil(tokens / PARTITION_TOKENS)))
-
-
-def deal(sources: Sequence[Source], count: int, seed: int) -> list[Partition]:
-    """The sources dealt to `count` partitions of about equal tokens: the largest first, each to the partition
-    with the fewest tokens yet (ties by a seeded hash, then by index), so the plan depends on nothing else."""
-    if count > len(sources):
-        raise WwmPrepError(f"--partitions {count} is more than the {len(sources)} passes over document shards to "
-                           "deal; give at most that many")
-    order = sorted(sources, key=lambda s: (-s.tokens * s.fraction, zlib.crc32(f"{seed}:{s.unit}:{s.copy}".encode()),
-                                           s.unit, s.copy))
-    loads = [(0.0, i) for i in range(count)]
-    members: list[list[Source]] = [[] for _ in range(count)]
-    for source in order:
-        load, i = heapq.heappop(loads)
-        members[i].append(source)
-        heapq.heappush(loads, (load + source.tokens * source.fraction, i))
-    return [Partition(i, tuple(sorted(m, key=lambda s: (s.unit, s.copy)))) for i, m in enumerate(members)]
 
 
 def _read(source: Source, seed: int) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
@@ -285,7 +195,7 @@ def _pieces(source: Source, batch: pa.RecordBatch, keep: np.ndarray, capacity: i
     counts["tokens"] += tokens
     subsets[source.subset]["documents"] += len(docs)
     subsets[source.subset]["tokens"] += tokens
-    progress.add(tokens, len(docs), tokens)
+    progress.add(documents=len(docs), tokens=tokens)
     long = np.flatnonzero(lengths[docs] > capacity)  # which of `docs` are cut
     counts["cut_documents"] += len(long)
     cuts = [cut_bounds(ids, word_starts, int(offsets[docs[i]]), int(offsets[docs[i] + 1]), capacity, ends, counts)
@@ -329,11 +239,7 @@ def _output(out_dir: AnyPath | str, docs_dir: AnyPath) -> Output:
     if str(out_dir).rstrip("/") == str(docs_dir).rstrip("/") or (
             not is_remote(docs_dir) and Path(out_dir).exists() and Path(out_dir).resolve() == docs_dir.resolve()):
         raise WwmPrepError("--out must not be the document directory")
-    try:
-        out = Output(out_dir, staging=cache_dir() / "staging")
-        (out.local / "units").mkdir(exist_ok=True)
-    except OSError as exc:
-        raise WwmPrepError(f"cannot create {out_dir}: {exc}") from exc
+    out = open_output(out_dir, cache_dir() / "staging")
     foreign = [name for name in out.names() if not _OWN_FILES.match(name)]
     manifest = out.read_json("manifest.json")
     if manifest is not None and manifest.get("kind") != "sequences":
@@ -367,9 +273,10 @@ def _done(out: Output, partition: Partition, options: dict[str, Any]) -> tuple[d
 
 
 @dataclass
-class PackStage:
+class PackStage(UnitStage[Partition]):
     """One unit = one partition; nothing to prepare (the sentence-end tables come along, they are small)."""
 
+    stage = "pack"
     out: Output
     config: PackConfig
     options: dict[str, Any]
@@ -381,33 +288,23 @@ class PackStage:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "counters": None}  # Ray workers report per unit instead
 
-    def prepare(self) -> None:
-        pass
+    def name(self, unit: Partition) -> str:
+        return unit.name
 
-    def run(self, partition: Partition) -> dict[str, Any]:
-        """The partition's report once this process has claimed and packed it; or who else has or holds it."""
-        taken = claim(self.out.local, partition.name, self.claim_timeout)
-        if isinstance(taken, Holder):
-            return {"partition": partition.index, "held_by": taken.describe()}
-        with taken:
-            done, _ = _done(self.out, partition, self.options)
-            if done is not None:
-                return {**done, "note": "done meanwhile by another run"}
-            for source in {s.unit: s for s in partition.sources}.values():
-                if not _intact(source):
-                    return {"partition": partition.index, "error": f"{source.path} has changed since `wwm-prep "
-                            "segment` wrote it (sha256 or size differs); rerun segment"}
-            local = self.out.local
-            local.mkdir(parents=True, exist_ok=True)  # a Ray node's own staging, for a URL
-            taken.own_temps(lambda: local.glob(f".sequences-{partition.index:05d}-*.tmp-*"))
-            report = self._pack(partition)
-            for shard in report["shards"]:  # the shards before the report that vouches for them
-                self.out.publish(shard["file"])
-            (local / "units").mkdir(exist_ok=True)
-            write_json_atomic(local / "units" / f"{partition.name}.json", report)
-            self.out.publish(f"units/{partition.name}.json")
-            gone = taken.taken_over
-            return {**report, "note": f"taken over from {gone.describe()}, which stopped" if gone else None}
+    def done(self, unit: Partition) -> tuple[dict[str, Any] | None, str | None]:
+        return _done(self.out, unit, self.options)
+
+    def temps(self, unit: Partition) -> Iterable[Path]:
+        return self.out.local.glob(f".sequences-{unit.index:05d}-*.tmp-*")
+
+    def work(self, unit: Partition) -> Made:
+        for source in {s.unit: s for s in unit.sources}.values():
+            if not intact(source):
+                raise UnitFailed(f"{source.path} has changed since `wwm-prep segment` wrote it (sha256 or size "
+                                 "differs); rerun segment")
+        self.out.local.mkdir(parents=True, exist_ok=True)  # a Ray node's own staging, for a URL
+        report = self._pack(unit)
+        return Made(report, [shard["file"] for shard in report["shards"]])
 
     def _pack(self, partition: Partition) -> dict[str, Any]:
         """Stream the partition's sources through cutting and packing into shards of `shard_rows` rows."""
@@ -484,7 +381,7 @@ def run_pack(docs_dir: AnyPath | str, out_dir: AnyPath | str, config: PackConfig
     documents = _documents(docs_dir)
     tokenizer = documents.config.tokenizer
     specials = _specials(tokenizer)
-    sources = _sources(docs_dir, documents.units, config.subset_weights)
+    sources = passes(docs_dir, documents.units, config.subset_weights)
     partitions = deal(sources, config.partitions or default_partitions(sources), config.seed)
     ends = _sentence_ends(tokenizer, config.tokenizer)
     if ends is None:
@@ -493,61 +390,46 @@ def run_pack(docs_dir: AnyPath | str, out_dir: AnyPath | str, config: PackConfig
     out = _output(out_dir, docs_dir)
     options = _options(config, len(partitions), specials, ends)
     stage = PackStage(out, config, options, specials, ends, claim_timeout, Counters())
-    found = {p.index: _done(out, p, options) for p in partitions}
+    found = {p.name: stage.done(p) for p in partitions}
     if any(report is None for report, _ in found.values()):
         out.remove("manifest.json")  # an earlier pack's, no longer what the shards hold
-    reports = {i: report for i, (report, _) in found.items() if report is not None}
-    failed = _run_partitions(stage, executor, part.of(partitions), found, reports, quiet)
+    reports = {name: report for name, (report, _) in found.items() if report is not None}
+    mine = part.of(partitions)
+    todo = [p for p in mine if p.name not in reports]
+    total = int(sum(s.tokens * s.fraction for p in todo for s in p.sources))
+    with ProgressDisplay(stage.counters, total, "pack", measure="tokens", units=len(todo),  # type: ignore[arg-type]
+                         what="partitions", quiet=quiet) as display:
+        announce(display, [(f"partition {p.index}", *found[p.name]) for p in mine])
+        failed = drive(stage, executor, todo, reports, display, _label,
+                       _summary, _progress)
     if failed:
-        raise WwmPrepError("; ".join(f"partition {f['partition']}: {f['error']}" for f in failed))
+        raise WwmPrepError("; ".join(f"{_label(f.name)}: {f.why}" for f in failed))
     return _finish(docs_dir, documents, config, stage, partitions, reports)
 
 
-def _run_partitions(stage: PackStage, executor: Executor, mine: list[Partition],
-                    found: dict[int, tuple[dict[str, Any] | None, str | None]], reports: dict[int, dict[str, Any]],
-                    quiet: bool) -> list[dict[str, Any]]:
-    """Pack the partitions of `mine` not done yet, adding their reports to `reports`; returns the failed ones."""
-    assert stage.counters is not None
-    todo = [p for p in mine if p.index not in reports]
-    total = int(sum(s.tokens * s.fraction for p in todo for s in p.sources))
-    failed = []
-    with ProgressDisplay(stage.counters, total, "pack", unit="tok", quiet=quiet) as display:
-        for p in mine:
-            if p.index in reports:
-                display.write(f"skip partition {p.index}: already done")
-            elif (reason := found[p.index][1]) is not None:
-                display.write(f"redo partition {p.index}: {reason}")
-        for report in executor.run(stage, todo):
-            if "error" in report or "held_by" in report:
-                if "error" in report:
-                    failed.append(report)
-                display.write(f"FAILED partition {report['partition']}: {report['error']}" if "error" in report else
-                              f"skip partition {report['partition']}: being done by {report['held_by']}")
-                continue
-            note = report.pop("note")
-            reports[report["partition"]] = report
-            if not executor.shares_memory and note != "done meanwhile by another run":
-                tokens = report["counts"]["tokens"]
-                stage.counters.add(tokens, report["counts"]["documents"], tokens)
-            rows = sum(s["rows"] for s in report["shards"])
-            display.write(f"skip partition {report['partition']}: {note}" if note == "done meanwhile by another run"
-                          else f"done partition {report['partition']}: {rows} rows in {len(report['shards'])} "
-                               f"shard(s) from {', '.join(sorted(report['subsets']))}" + (f" ({note})" if note else ""))
-    return failed
+def _label(name: str) -> str:
+    return f"partition {int(name.removeprefix('partition-'))}"
+
+
+def _summary(report: dict[str, Any]) -> str:
+    rows = sum(s["rows"] for s in report["shards"])
+    return f"{rows} rows in {len(report['shards'])} shard(s) from {', '.join(sorted(report['subsets']))}"
+
+
+def _progress(report: dict[str, Any]) -> dict[str, int]:
+    return {"documents": report["counts"]["documents"], "tokens": report["counts"]["tokens"]}
 
 
 def _finish(docs_dir: AnyPath, documents: DocumentManifest, config: PackConfig, stage: PackStage,
-            partitions: list[Partition], reports: dict[int, dict[str, Any]]) -> SequenceManifest | None:
+            partitions: list[Partition], reports: dict[str, dict[str, Any]]) -> SequenceManifest | None:
     """Under a lock, gather the partitions others finished meanwhile; where all are done, write the manifest and
     remove what earlier packs left (their shards and reports) that it does not list."""
     out = stage.out
-    with locked(out.local / ".manifest.lock"):
-        for p in partitions:
-            if p.index not in reports and (report := _done(out, p, stage.options)[0]) is not None:
-                reports[p.index] = report
+    with lock(out):
+        gather(stage, partitions, reports)
         if len(reports) < len(partitions):
             return None
-        ordered = [reports[p.index] for p in partitions]
+        ordered = [reports[p.name] for p in partitions]
         if not any(r["shards"] for r in ordered):
             totals = documents.totals
             cause = (f"segment rejected all {totals['rejects']:,} records (see {docs_dir}/rejects/)" if

@@ -16,24 +16,22 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-BYTES, DOCUMENTS, TOKENS = range(3)
-
-
 class Counters:
-    """Progress (input bytes read, or tokens), documents and tokens done, shared with forked workers."""
+    """What a run has done so far, shared with forked workers: input bytes read, documents, tokens, units."""
+
+    NAMES = ("bytes", "documents", "tokens", "units")
 
     def __init__(self) -> None:
-        self._values = multiprocessing.get_context("fork").Array("q", 3)
+        self._values = multiprocessing.get_context("fork").Array("q", len(self.NAMES))
 
-    def add(self, nbytes: int, documents: int, tokens: int) -> None:
+    def add(self, **counts: int) -> None:
         with self._values.get_lock():
-            self._values[BYTES] += nbytes
-            self._values[DOCUMENTS] += documents
-            self._values[TOKENS] += tokens
+            for name, n in counts.items():
+                self._values[self.NAMES.index(name)] += n
 
-    def read(self) -> tuple[int, int, int]:
+    def read(self) -> dict[str, int]:
         with self._values.get_lock():
-            return self._values[BYTES], self._values[DOCUMENTS], self._values[TOKENS]
+            return dict(zip(self.NAMES, self._values))
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("counters live in this machine's shared memory; Ray workers report per unit")
@@ -48,12 +46,16 @@ def _scaled(n: float, unit: str) -> str:
 
 
 class ProgressDisplay:
-    """Shows `counters` against `total` (input bytes, or tokens: `unit`) until closed."""
+    """Shows `counters` against `total` of their `measure` ("bytes" of input text, or "tokens"), and the units done
+    of `units` (chunks, partitions), until closed."""
 
-    def __init__(self, counters: Counters, total: int, label: str, *, unit: str = "B", quiet: bool = False,
-                 stream: TextIO | None = None, log_every: float = 30.0):
+    def __init__(self, counters: Counters, total: int, label: str, *, measure: str = "bytes", units: int = 0,
+                 what: str = "units", quiet: bool = False, stream: TextIO | None = None, log_every: float = 30.0):
         stream = stream or sys.stderr
-        self.counters, self.total, self.label, self.unit, self._stream = counters, total, label, unit, stream
+        self.counters, self.total, self.label, self._stream = counters, total, label, stream
+        self.measure, self.units, self.what = measure, units, what
+        unit = "B" if measure == "bytes" else "tok"
+        self.unit = unit
         self._stop = threading.Event()
         self._started = time.monotonic()
         self._bar: tqdm | None = None
@@ -75,16 +77,19 @@ class ProgressDisplay:
             self.refresh()
 
     def refresh(self) -> None:
-        nbytes, documents, tokens = self.counters.read()
+        now = self.counters.read()
+        done, documents, tokens = now[self.measure], now["documents"], now["tokens"]
         elapsed = max(time.monotonic() - self._started, 1e-9)
+        units = f"{now['units']}/{self.units} {self.what}, " if self.units else ""
         if self._bar is not None:
-            self._bar.n = min(nbytes, self.total)
-            self._bar.set_postfix_str(f"{documents:,} docs, {tokens / elapsed / 1e3:,.0f} k tokens/s", refresh=False)
+            self._bar.n = min(done, self.total)
+            self._bar.set_postfix_str(f"{units}{documents:,} docs, {tokens / elapsed / 1e3:,.0f} k tokens/s",
+                                      refresh=False)
             self._bar.refresh()
         elif self._log is not None:
-            share = nbytes / self.total if self.total else 1.0
+            share = done / self.total if self.total else 1.0
             eta = elapsed * (1 - share) / share if share > 0 else float("nan")
-            self._log(f"{self.label}: {share:6.1%} of {_scaled(self.total, self.unit)}, {documents:,} documents, "
+            self._log(f"{self.label}: {share:6.1%} of {_scaled(self.total, self.unit)}, {units}{documents:,} documents, "
                       f"{tokens / elapsed / 1e3:,.0f} k tokens/s, ETA {eta:,.0f} s")
 
     def write(self, line: str) -> None:

@@ -1,9 +1,9 @@
 """The `segment` stage: corpus files → vibrato words + SentencePiece ids → whole-word groups → document shards.
 
-One input file is one unit of work and one output shard. A run claims a unit (`core.claims`), writes its
-shard under a temporary name and, once complete, a small report in `units/` that records the shard's
-checksum and what its input was: a rerun skips the units whose report, shard and input agree and redoes the
-rest, and runs sharing the output take the units no other run holds.
+One chunk of an input file (`chunks`; a small file is one chunk) is one unit of work and one output shard. Units
+follow the protocol of `units`: claimed, written under temporary names, then vouched for by a report in `units/`
+that records the shard's checksum and what its input was, so a rerun skips the units whose report, shard and
+input agree and redoes the rest, and runs sharing the output take the units no other run holds.
 """
 
 from __future__ import annotations
@@ -11,24 +11,26 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from wwm_prep.core.claims import DEFAULT_TIMEOUT, Claim, Holder, claim, live_claims
+from wwm_prep.core.claims import DEFAULT_TIMEOUT, live_claims
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.files import temp_path, write_json_atomic
 from wwm_prep.core.groups import count_groups
-from wwm_prep.core.files import locked, temp_path, write_json_atomic
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema
-from wwm_prep.core.storage import Output, identity, local_copy, location, sha256_of
+from wwm_prep.core.storage import Output, local_copy, location
 from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
+from wwm_prep.pipeline.chunks import DEFAULT_CHUNK_SIZE, INDEX_DIR, Chunk, index_files, same_input
 from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
+from wwm_prep.pipeline.units import Made, UnitFailed, UnitStage, announce, drive, gather, lock, open_output
 from wwm_prep.text.dictionary import Dictionary, DictionaryFiles, locate_dictionary
 from wwm_prep.text.registry import cache_dir
 from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer, recorded_location
@@ -122,43 +124,44 @@ def _list_array(values: np.ndarray, counts: np.ndarray, dtype: pa.DataType) -> p
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=dtype))
 
 
-def _columns(unit: InputFile, docs: list[Document], seg: Segmented) -> dict[str, Any]:
+def _columns(chunk: Chunk, docs: list[Document], seg: Segmented) -> dict[str, Any]:
     n = len(docs)
     return {
         "input_ids": _list_array(seg.ids, seg.token_counts, pa.int32()),
         "word_starts": _list_array(seg.word_starts, seg.token_counts, pa.uint8()),
-        "subset": pa.array([unit.subset] * n, type=pa.string()),
-        "source": pa.array([unit.source] * n, type=pa.string()),
+        "subset": pa.array([chunk.file.subset] * n, type=pa.string()),
+        "source": pa.array([chunk.source] * n, type=pa.string()),
         "line": pa.array([d.line for d in docs], type=pa.int64()),
         "num_chars": pa.array([len(d.text) for d in docs], type=pa.int32()),
         "num_words": pa.array(seg.word_counts, type=pa.int32()),
     }
 
 
-Progress = Callable[[int, int, int], None]  # input bytes read, documents, tokens since the last call
+Progress = Callable[..., None]  # Counters.add: input bytes read, documents, tokens since the last call
 
 
-def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress: Progress | None = None
+def segment_file(chunk: Chunk, out_dir: Path, segmenter: Segmenter, progress: Progress | None = None
                  ) -> dict[str, Any]:
-    """Segment one input file into `<unit>.arrow`; rejected records go to `rejects/<unit>.jsonl`.
+    """Segment one chunk of an input file (or all of it) into `<unit>.arrow`; rejected records go to
+    `rejects/<unit>.jsonl`, with the file's own line numbers.
 
     Returns the unit's report (counts, shard checksum). I/O and decompression errors propagate and
     leave no shard behind.
     """
     counts = dict.fromkeys(COUNTS, 0)
     reasons: dict[str, int] = {}  # of rejects, by kind (the part of the reason before any detail)
-    shard = out_dir / f"{unit.unit}.arrow"
-    rejects_path = out_dir / "rejects" / f"{unit.unit}.jsonl"
+    shard = out_dir / f"{chunk.unit}.arrow"
+    rejects_path = out_dir / "rejects" / f"{chunk.unit}.jsonl"
     rejects_tmp = temp_path(rejects_path)
     rejects_tmp.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    reader = RecordReader(unit.path)
+    reader = RecordReader(chunk.file.path, chunk.span if chunk.count > 1 else None)
     reported = 0
 
     def flush(writer: ShardWriter, batch: list[Document], chars: int) -> None:
         nonlocal reported
         seg = segmenter([d.text for d in batch])
-        writer.write(_columns(unit, batch, seg))
+        writer.write(_columns(chunk, batch, seg))
         counts["documents"] += len(batch)
         counts["characters"] += chars
         counts["words"] += int(seg.word_counts.sum())
@@ -168,8 +171,8 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
         counts["exact_path"] += seg.exact_path
         counts["not_reversible"] += sum(SPACE_MARK in d.text for d in batch)
         if progress is not None:
-            progress(reader.position - reported, len(batch), len(seg.ids))
-            reported = reader.position
+            progress(bytes=reader.consumed - reported, documents=len(batch), tokens=len(seg.ids))
+            reported = reader.consumed
 
     try:
         with ShardWriter(shard, load_schema("document")) as writer, open(rejects_tmp, "w", encoding="utf-8") as rejects:
@@ -177,7 +180,7 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
             chars = 0
             for record in reader:
                 if not isinstance(record, Document):
-                    rejects.write(json.dumps(record.record(unit.source), ensure_ascii=False) + "\n")
+                    rejects.write(json.dumps(record.record(chunk.source), ensure_ascii=False) + "\n")
                     counts["rejects"] += 1
                     kind = record.reason.split(":")[0]
                     reasons[kind] = reasons.get(kind, 0) + 1
@@ -196,15 +199,15 @@ def segment_file(unit: InputFile, out_dir: Path, segmenter: Segmenter, progress:
         rejects_tmp.unlink(missing_ok=True)
         raise
     if progress is not None:
-        progress(identity(unit.path)["size"] - reported, 0, 0)
+        progress(bytes=max(chunk.size - reported, 0))
     if counts["rejects"]:
         rejects_tmp.replace(rejects_path)
     else:
         rejects_tmp.unlink()
         rejects_path.unlink(missing_ok=True)
     return {
-        "source": unit.source,
-        "subset": unit.subset,
+        "source": chunk.source,
+        "subset": chunk.file.subset,
         "shard": shard.name,
         "sha256": digest,
         "bytes": shard.stat().st_size,
@@ -228,6 +231,7 @@ class SegmentConfig:
     vibrato_defaults: bool = False  # vibrato's own settings, not the MeCab-identical ones
     verify_inputs: bool = False  # record and compare each input's sha256, not only its size and mtime
     claim_timeout: float = DEFAULT_TIMEOUT  # seconds before a silent run's claim on a unit is taken over
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes of text per unit, about; a file no larger is one unit
 
 
 def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, config: SegmentConfig) -> DocumentConfig:
@@ -238,46 +242,18 @@ def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, config: 
                           split_lines=config.split_lines)
 
 
-def _input_stamp(path: Any, verify: bool = False) -> dict[str, Any]:
-    """What says an input file is the one a shard was made from: its size and modification time (an object's
-    ETag), and with `verify` its sha256 (which also catches an edit that kept both)."""
-    try:
-        return {**identity(path), **({"sha256": sha256_of(path)} if verify else {})}
-    except OSError as exc:  # gone or unreadable since it was found: the unit fails, the run goes on
-        raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
-
-
-def _same_input(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
-    """Stamps agree on everything both hold: a sha256 is compared where the report has one and it was asked for."""
-    return all(recorded.get(key) == value for key, value in now.items() if key != "sha256" or "sha256" in recorded)
-
-
-def _completed(out: Output, unit: InputFile, verify: bool = False) -> tuple[dict[str, Any] | None, bool]:
-    """The unit's report where its shard is done and still matches, and whether its input has changed since.
-
-    Reports written before inputs were stamped are trusted as they are, so an upgrade does not redo a run."""
-    report = out.read_json(f"units/{unit.unit}.json")
-    if not isinstance(report, dict):
-        return None, False
-    if report.get("source") != unit.source or not out.holds(report["shard"], report["sha256"], report.get("bytes")):
-        return None, False
-    if "input" in report:
-        try:
-            if not _same_input(report["input"], _input_stamp(unit.path, verify and "sha256" in report["input"])):
-                return None, True
-        except UnreadableFile:
-            return None, False
-    return report, False
-
-
 @dataclass
-class SegmentStage:
-    """One unit = one input file; prepared once per worker process (the dictionary is the cost)."""
+class SegmentStage(UnitStage[Chunk]):
+    """One unit = one chunk of an input file; prepared once per worker process (the dictionary is the cost)."""
 
+    stage = "segment"
     out: Output
     config: SegmentConfig
     counters: Counters | None = None  # shared with forked workers, for the progress display
     segmenter: Segmenter | None = None
+
+    def __post_init__(self) -> None:
+        self.claim_timeout = self.config.claim_timeout
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "segmenter": None, "counters": None}  # Ray workers load their own
@@ -295,105 +271,114 @@ class SegmentStage:
             self.segmenter = Segmenter(dictionary.load(self.config.cache), tokenizer,
                                        split_lines=self.config.split_lines)
 
-    def run(self, unit: InputFile) -> dict[str, Any]:
-        """The unit's report, once this process has claimed and done it; or a note of who else has or holds it."""
-        taken = claim(self.out.local, unit.unit, self.config.claim_timeout)
-        if isinstance(taken, Holder):
-            return {"unit": unit.unit, "source": unit.source, "held_by": taken.describe()}
-        with taken:
-            done, _ = _completed(self.out, unit, self.config.verify_inputs)
-            if done is not None:  # finished by another run since this one looked
-                return {**done, "unit": unit.unit, "note": "done meanwhile by another run"}
-            return self._segment(unit, taken)
+    def name(self, unit: Chunk) -> str:
+        return unit.unit
 
-    def _segment(self, unit: InputFile, taken: Claim) -> dict[str, Any]:
-        assert self.segmenter is not None
+    def done(self, unit: Chunk) -> tuple[dict[str, Any] | None, str | None]:
+        """The chunk's report where its shard is done and still matches; else why an earlier one does not hold.
+
+        Reports written before inputs were stamped are trusted as they are, so an upgrade does not redo a run."""
+        report = self.out.read_json(f"units/{unit.unit}.json")
+        if not isinstance(report, dict):
+            return None, None
+        if report.get("source") != unit.source or not self.out.holds(report["shard"], report["sha256"],
+                                                                     report.get("bytes")):
+            return None, "its shard is missing or changed"
+        if "input" in report and not same_input(report["input"], unit.stamp):  # the index checked it just now, once
+            return None, "it has changed since its shard was made"
+        if unit.count > 1 and report.get("chunk") != unit.record():
+            return None, "its chunk's bounds moved"
+        return report, None
+
+    def temps(self, unit: Chunk) -> Iterable[Path]:
         local = self.out.local
-        taken.own_temps(lambda: [*local.glob(f".{unit.unit}.arrow.tmp-*"),
-                                 *local.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")])
+        return [*local.glob(f".{unit.unit}.arrow.tmp-*"), *local.glob(f"rejects/.{unit.unit}.jsonl.tmp-*")]
+
+    def work(self, unit: Chunk) -> Made:
+        assert self.segmenter is not None
+        if self.out.remote and unit.span.gzip_index is not None:  # the seek points, fetched to this node once
+            seek = local_copy(location(f"{self.out.target}/{INDEX_DIR}/{unit.span.gzip_index.name}"),
+                              cache_dir(self.config.cache))
+            unit = replace(unit, span=replace(unit.span, gzip_index=seek))
         try:
-            # before reading: a file that changes while it is read is redone
-            stamp = _input_stamp(unit.path, self.config.verify_inputs)
-            report = segment_file(unit, local, self.segmenter, self.counters.add if self.counters else None)
+            report = segment_file(unit, self.out.local, self.segmenter, self.counters.add if self.counters else None)
         except UnreadableFile as exc:
-            return {"unit": unit.unit, "source": unit.source, "path": str(unit.path), "error": str(exc)}
-        report["unit"], report["path"], report["input"] = unit.unit, str(unit.path), stamp
-        for name in filter(None, (report["shard"], report["rejects_file"])):  # what the report vouches for, first
-            self.out.publish(name)
-        write_json_atomic(local / "units" / f"{unit.unit}.json", report)
-        self.out.publish(f"units/{unit.unit}.json")
-        gone = taken.taken_over
-        return {**report, "note": f"taken over from {gone.describe()}, which stopped" if gone else None}
+            raise UnitFailed(str(exc)) from exc
+        # the stamp taken before the file was indexed: a file that changes after it is indexed again, and redone
+        report.update(unit=unit.unit, path=str(unit.file.path), input=unit.stamp)
+        if unit.count > 1:
+            report["chunk"] = unit.record()
+        return Made(report, [name for name in (report["shard"], report["rejects_file"]) if name])
 
 
 def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfig = SegmentConfig(), *,
                 executor: Executor = LocalExecutor(), part: Slice = Slice(), quiet: bool = False) -> DocumentManifest:
-    """Segment the input files (or the `part` of them an array job takes) into `out_dir`, skipping units
+    """Segment the input files' chunks (or the `part` of them an array job takes) into `out_dir`, skipping units
     already done, and write `manifest.json`; returns the manifest.
 
     Files that fail are named in the manifest's `failed` list; the others still complete. The
-    manifest is `complete` once every input file of the run has its shard.
+    manifest is `complete` once every chunk of every input file of the run has its shard.
     """
     inputs = list(inputs)
     files = discover(inputs, config.subsets)
-    mine = part.of(files)
-    try:
-        out = Output(out_dir, staging=cache_dir(config.cache) / "staging")
-    except OSError as exc:
-        raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
+    if config.chunk_size < 1:
+        raise WwmPrepError(f"--chunk-size must be at least 1 byte, not {config.chunk_size}")
+    out = open_output(out_dir, cache_dir(config.cache) / "staging")
     stage = SegmentStage(out, config, Counters())
     located = stage.locate()
     doc_config = _document_config(*located, config)
     try:
         _claim_output(out, doc_config, config)  # a mistake is answered before the dictionary's slow load
+        chunks, failed = index_files(out, files, config.chunk_size, config.verify_inputs, config.claim_timeout,
+                                     executor, quiet)
         found = located[0]
         first_use = ", converted for vibrato on first use" if found.converts_first(config.cache) else ""
         with Elapsed(f"loading dictionary {found.name} ({found.format}{first_use})", quiet=quiet):
             stage.prepare(located)
-        found = {u.unit: _completed(out, u, config.verify_inputs) for u in files}
-        reports = {name: report for name, (report, _) in found.items() if report is not None}
-        todo = [u for u in mine if u.unit not in reports]
-        changed = [u for u in todo if found[u.unit][1]]
-        failed = _run_units(stage, executor, todo, [u for u in mine if u.unit in reports], changed, reports, quiet)
-        return _write_manifest(out, inputs, doc_config, files, reports, failed)
+        checked = {c.unit: stage.done(c) for c in chunks}
+        reports = {name: report for name, (report, _) in checked.items() if report is not None}
+        mine = part.of(chunks)
+        todo = [c for c in mine if c.unit not in reports]
+        labels = {c.unit: c.label for c in chunks}
+        with ProgressDisplay(stage.counters, sum(c.size for c in todo), "segment", units=len(todo),  # type: ignore[arg-type]
+                             what="chunks", quiet=quiet) as display:
+            announce(display, [(c.label, checked[c.unit][0], checked[c.unit][1]) for c in mine])
+            for line in _unfinished(mine, checked) + [f"whole {c.label}: {c.note}" for c in mine if c.note]:
+                display.write(line)
+            by_name = {c.unit: c for c in todo}
+            failed += [{"unit": r.name, "source": by_name[r.name].source, "path": str(by_name[r.name].file.path),
+                        "error": r.why}
+                       for r in drive(stage, executor, todo, reports, display, labels.__getitem__, _summary, _progress)]
+        return _write_manifest(out, inputs, doc_config, stage, files, chunks, reports, failed)
     except OSError as exc:  # the output side: read-only directory, full disk
         raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
 
 
-def _run_units(stage: SegmentStage, executor: Executor, todo: list[InputFile], skipped: list[InputFile],
-               changed: list[InputFile], reports: dict[str, dict[str, Any]], quiet: bool) -> list[dict[str, Any]]:
-    """Run the units left to do, adding their reports to `reports`; returns the failed ones."""
-    assert stage.counters is not None
-    total = sum(_input_stamp(u.path)["size"] for u in todo if u.path.is_file())
-    failed = []
-    with ProgressDisplay(stage.counters, total, "segment", quiet=quiet) as display:
-        for unit in skipped:
-            display.write(f"skip {unit.source}: already done")
-        for unit in changed:
-            display.write(f"redo {unit.source}: it has changed since its shard was made")
-        for report in executor.run(stage, todo):
-            if "error" in report:  # named once, in the summary, with the other failures
-                failed.append(report)
-                continue
-            if "held_by" in report:
-                display.write(f"skip {report['source']}: being done by {report['held_by']}")
-                continue
-            note = report.pop("note")
-            reports[report["unit"]] = report
-            if note == "done meanwhile by another run":
-                display.write(f"skip {report['source']}: {note}")
-                continue
-            if not executor.shares_memory:  # its workers cannot reach this machine's shared counters
-                stage.counters.add(report["input"]["size"], report["documents"], report["tokens"])
-            display.write(f"done {report['source']}: {report['documents']} documents, "
-                          f"{report['tokens']} tokens, {report['rejects']} rejects" + (f" ({note})" if note else ""))
-    return failed
+def _unfinished(mine: list[Chunk], checked: dict[str, tuple[dict[str, Any] | None, str | None]]) -> list[str]:
+    """Per file cut into chunks, the chunks an earlier run left undone (killed or stopped mid-file)."""
+    lines = []
+    for source in dict.fromkeys(c.source for c in mine if c.count > 1):
+        chunks = [c for c in mine if c.source == source]
+        left = [c for c in chunks if checked[c.unit] == (None, None)]
+        if left and len(left) < len(chunks):
+            lines.append(f"redo {source}: chunk(s) {', '.join(str(c.index + 1) for c in left)} of {left[0].count}, "
+                         "which an earlier run did not finish")
+    return lines
+
+
+def _summary(report: dict[str, Any]) -> str:
+    return f"{report['documents']} documents, {report['tokens']} tokens, {report['rejects']} rejects"
+
+
+def _progress(report: dict[str, Any]) -> dict[str, int]:
+    chunk = report.get("chunk")
+    return {"bytes": chunk["end"] - chunk["start"] if chunk else report["input"]["size"],
+            "documents": report["documents"], "tokens": report["tokens"]}
 
 
 def _claim_output(out: Output, config: DocumentConfig, options: SegmentConfig) -> None:
     """Refuse an output directory made with another configuration, so a rerun never mixes two, and one that
     another run is writing to, where this one would pull its work from under it."""
-    (out.local / "units").mkdir(parents=True, exist_ok=True)
     (out.local / "rejects").mkdir(exist_ok=True)
     others = live_claims(out.local, options.claim_timeout)
     busy = f"; it is being written now by {others[0].describe()}" if others else ""
@@ -414,29 +399,38 @@ def _claim_output(out: Output, config: DocumentConfig, options: SegmentConfig) -
     out.publish("config.json")
 
 
-def _write_manifest(out: Output, inputs: list[str], config: DocumentConfig, files: list[InputFile],
-                    reports: dict[str, dict[str, Any]], failed: list[dict[str, Any]]) -> DocumentManifest:
+def _write_manifest(out: Output, inputs: list[str], config: DocumentConfig, stage: SegmentStage,
+                    files: list[InputFile], chunks: list[Chunk], reports: dict[str, dict[str, Any]],
+                    failed: list[dict[str, Any]]) -> DocumentManifest:
     """The manifest of every unit done so far, by this run or by another sharing the output directory: under a
-    lock, the units others finished meanwhile are gathered too, so the run that finishes last writes it whole."""
-    with locked(out.local / ".manifest.lock"):
-        for unit in files:
-            if unit.unit not in reports and (report := _completed(out, unit)[0]) is not None:
-                reports[unit.unit] = report
+    lock, the units others finished meanwhile are gathered too, so the run that finishes last writes it whole.
+    Units a file no longer has (it was cut otherwise before it changed) go."""
+    with lock(out):
+        gather(stage, chunks, reports)
+        _remove_stale(out, files, {c.unit for c in chunks})
         failed = [f for f in failed if f["unit"] not in reports]
-        return _manifest(out, inputs, config, files, reports, failed)
+        units = {name: {k: v for k, v in r.items() if k != "unit"} for name, r in sorted(reports.items())}
+        indexed = {c.file.unit for c in chunks}
+        manifest = DocumentManifest(
+            config=config,
+            inputs=inputs,
+            units=units,
+            totals={name: sum(int(u[name]) for u in units.values()) for name in COUNTS},
+            failed=failed,
+            missing=sorted([c.unit for c in chunks if c.unit not in reports] +
+                           [f.unit for f in files if f.unit not in indexed]),
+        )
+        manifest.write(out.local)
+        out.publish("manifest.json")
+        return manifest
 
 
-def _manifest(out: Output, inputs: list[str], config: DocumentConfig, files: list[InputFile],
-              reports: dict[str, dict[str, Any]], failed: list[dict[str, Any]]) -> DocumentManifest:
-    units = {name: {k: v for k, v in r.items() if k != "unit"} for name, r in sorted(reports.items())}
-    manifest = DocumentManifest(
-        config=config,
-        inputs=inputs,
-        units=units,
-        totals={name: sum(int(u[name]) for u in units.values()) for name in COUNTS},
-        failed=failed,
-        missing=sorted(f.unit for f in files if f.unit not in reports),
-    )
-    manifest.write(out.local)
-    out.publish("manifest.json")
-    return manifest
+def _remove_stale(out: Output, files: list[InputFile], current: set[str]) -> None:
+    """Remove the shards and reports of units an input file had under other bounds (before it grew or shrank, or
+    under another chunk size)."""
+    ours = {f.unit for f in files}
+    for name in out.names("units") + out.names():
+        unit = name.removesuffix(".json").removesuffix(".arrow")
+        if name.endswith((".json", ".arrow")) and unit not in current and unit.split("~")[0] in ours:
+            for stale in (f"{unit}.arrow", f"rejects/{unit}.jsonl", f"units/{unit}.json"):
+                out.remove(stale)
