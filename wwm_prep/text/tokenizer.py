@@ -8,6 +8,7 @@ are whitespace only tells the blank tokens apart without looking at the text (bu
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def open_tokenizer(path: Path) -> TokenizerFile:
 def recorded_location(given: str | None, loaded: Path) -> str:
     """How a run records its tokenizer so that a reader finds it from any working directory: a URL as given,
     a local file as an absolute path."""
-    return given if given is not None and is_url(given) else str(Path(loaded).resolve())
+    return given if given is not None and is_url(given) else os.path.abspath(loaded)  # as named: links kept
 
 
 def locate_tokenizer(recorded_path: str | None, recorded_sha256: str | None, override: Path | None, *,
