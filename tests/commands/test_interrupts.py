@@ -61,18 +61,25 @@ def test_ctrl_c_while_the_dictionary_loads(tmp_path: Path) -> None:
     proc = start_command("segment", str(SAMPLE / "ja" / "kaken"), "--out", str(tmp_path / "out"),
                          "--dict", str(dictionary), "--workers", "1")
     opened, released = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
 
     def serve() -> None:
-        with open(lexicon, "wb") as pipe:  # the hash
-            pipe.write(b"".join(p.read_bytes() for p in sorted(tiny.glob("*.csv"))))
-        wait_until(lambda: not holds_open(proc.pid, lexicon), proc)  # the hash is done
-        with open(lexicon, "wb"):  # returns once the loader has opened it
+        try:
+            with open(lexicon, "wb") as pipe:  # the hash
+                pipe.write(b"".join(p.read_bytes() for p in sorted(tiny.glob("*.csv"))))
+            wait_until(lambda: not holds_open(proc.pid, lexicon), proc)  # the hash is done
+            with open(lexicon, "wb"):  # returns once the loader has opened it
+                opened.set()
+                released.wait(120)
+        except BaseException as error:  # the test reports it, instead of waiting in vain
+            failed.append(error)
             opened.set()
-            released.wait(120)
 
     threading.Thread(target=serve, daemon=True).start()
     try:
         assert opened.wait(120), "the run never began to load the dictionary"
+        if failed:
+            raise failed[0]
         wait_until(lambda: blocked_in(proc.pid, "pipe_read"), proc)
         proc.send_signal(signal.SIGINT)
         interrupted_once(proc, interrupts.RESUME)
@@ -82,8 +89,15 @@ def test_ctrl_c_while_the_dictionary_loads(tmp_path: Path) -> None:
 
 
 def holds_open(pid: int, path: Path) -> bool:
+    """Whether `pid` has `path` open; a descriptor closed between the listing and the look is not open."""
     fds = Path(f"/proc/{pid}/fd")
-    return any(os.readlink(fds / fd) == str(path) for fd in os.listdir(fds) if (fds / fd).is_symlink())
+    for fd in os.listdir(fds):
+        try:
+            if os.readlink(fds / fd) == str(path):
+                return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def blocked_in(pid: int, wait: str) -> bool:
