@@ -122,7 +122,8 @@ elif step == "sentencepiece":
     out = sp.encode(text)
 elif step == "align":
     t = seg.tokenizer
-    out = align_batch([text], [pre["ids"]], [pre["surfaces"]], t.piece_bytes, t.whitespace, seg.spaces)
+    out = align_batch([text], [pre["ids"]], [pre["surfaces"]], t.tables.piece_bytes, t.tables.whitespace, seg.spaces,
+                      t.prefix_bytes)
 elif step == "exact":
     out = seg._exact(text, np.asarray(pre["ids"], dtype=np.int32))
 elif step == "segmenter":

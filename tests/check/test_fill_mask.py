@@ -14,7 +14,7 @@ from wwm_prep.text.tokenizer import open_tokenizer
 
 
 def test_fill_mask_prints_k_candidates_per_masked_position(work):
-    word_tokens = len(F.without_dummy_prefix(open_tokenizer(SAMPLE_MODEL).sp).encode("研究者"))
+    word_tokens = len(open_tokenizer(SAMPLE_MODEL).encode_continuing("研究者"))
     assert word_tokens == 2  # 研究 + 者: a whole word of two tokens
     text = "東北大学の<MASK>{研究者}が<MASK>する"
     result = ok("fill-mask", "--model", work / "tiny", "--top-k", 3, "--json", text)

@@ -16,7 +16,7 @@ V31 = SHARED / "tokenizers" / "llm-jp-v3" / "llm-jp-tokenizer-100k.ver3.1.model"
 
 def test_llm_jp_v3_table_is_the_real_tokenizers(llm_jp_tokenizer_path: Path) -> None:
     v30 = open_tokenizer(llm_jp_tokenizer_path)
-    assert v30.special_ids == LLMJP_V3_IDS and v30.pieces == LLMJP_V3_VOCAB_SIZE
+    assert v30.special_ids == LLMJP_V3_IDS and v30.vocab_size == LLMJP_V3_VOCAB_SIZE
     if V31.exists():
         assert open_tokenizer(V31).special_ids == LLMJP_V3_IDS
 

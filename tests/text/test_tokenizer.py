@@ -54,8 +54,8 @@ def test_missing_files_and_non_models_are_named(tmp_path: Path) -> None:
 def test_piece_lengths_add_up_to_the_text_s_bytes(text: str) -> None:
     """What alignment relies on: each piece stands for a fixed number of bytes, plus the one dummy-prefix space."""
     ids = np.asarray(SAMPLE_TOKENIZER.sp.encode(text), dtype=np.int64)
-    assert SAMPLE_TOKENIZER.piece_bytes[ids].sum() == len(text.encode("utf-8")) + 1
-    continuing = SAMPLE_TOKENIZER.continuation[ids]
+    assert SAMPLE_TOKENIZER.tables.piece_bytes[ids].sum() == len(text.encode("utf-8")) + 1
+    continuing = SAMPLE_TOKENIZER.tables.continuation[ids]
     assert not continuing[0] and continuing.sum() == sum(len(c.encode("utf-8")) - 1 for c in text
                                                         if SAMPLE_TOKENIZER.sp.piece_to_id(c) == 0)
 

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sentencepiece as spm
 
 from wwm_prep.check import checkpoint, network
 from wwm_prep.check.sanity import DeclaredModel, read_model_config
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.specials import PIECE_NAMES
-from wwm_prep.text.tokenizer import TokenizerFile, locate_tokenizer, open_tokenizer
+from wwm_prep.text.tokenizer import Tokenizer, locate_tokenizer, open_tokenizer
 
 #: A mask in the text: the SentencePiece name or the Hugging Face one, then `{word}` to mask a whole word.
 MASK_MARK = re.compile("(?:" + "|".join(map(re.escape, PIECE_NAMES["mask"][:2])) + r")(?:\{([^{}]*)\})?")
@@ -41,27 +40,20 @@ class MaskedText:
         self.ids.append(mask_id)
 
 
-def without_dummy_prefix(sp: spm.SentencePieceProcessor) -> spm.SentencePieceProcessor:
-    """The same SentencePiece model without `add_dummy_prefix`, to tokenize text that continues a line."""
-    from sentencepiece import sentencepiece_model_pb2
-
-    proto = sentencepiece_model_pb2.ModelProto.FromString(sp.serialized_model_proto())
-    proto.normalizer_spec.add_dummy_prefix = False
-    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
-
-
 class _Parts:
-    """Encodes the stretches of a text one after another: only the first gets the dummy prefix (as a document's
-    start does), so together they are tokenized as the whole text is."""
+    """Encodes the stretches of a text one after another: only the first is read as a text's start (with
+    SentencePiece's dummy prefix, as a document's start has it), so together they are tokenized as the whole
+    text is."""
 
-    def __init__(self, tokenizer: TokenizerFile) -> None:
-        self.first, self.rest = tokenizer.sp, without_dummy_prefix(tokenizer.sp)
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
         self.started = False
 
     def encode(self, part: str) -> list[int]:
         if not part:
             return []
-        ids = (self.rest if self.started else self.first).encode(part)
+        tok = self.tokenizer
+        ids = tok.encode_continuing(part) if self.started else tok.encode([part]).ids[0]
         self.started = True
         return list(ids)
 
@@ -91,7 +83,7 @@ def encode_masked(text: str, tokenizer_path: Path) -> MaskedText:
             raise WwmPrepError("an empty word: write <MASK>{word} with the word between the braces, or <MASK>")
         word_ids = parts.encode(word)
         for j, i in enumerate(word_ids):
-            piece = tokenizer.sp.id_to_piece(i)
+            piece = tokenizer.piece_name(i)
             out.mask(specials["mask"], f"<MASK> {n_masks} = {word}, token {j + 1} of {len(word_ids)} ({piece})")
     out.ids += parts.encode(text[at:])
     if "sep" in specials:
@@ -133,11 +125,11 @@ def fill_mask(model_dir: Path, text: str, *, tokenizer: Path | None = None, k: i
     select = np.zeros_like(ids, dtype=bool)
     select[0, masked.positions] = True
     top_ids, top_p = network.top_k(model, ids, select, k=min(k, cfg.vocab_size))
-    sp = open_tokenizer(tok_path).sp
-    n = sp.get_piece_size()
+    tok = open_tokenizer(tok_path)
+    n = tok.vocab_size
 
     def piece(i: int) -> str:
-        return sp.id_to_piece(int(i)) if int(i) < n else f"[id {int(i)}]"  # padded rows of the head
+        return tok.piece_name(int(i)) if int(i) < n else f"[id {int(i)}]"  # padded rows of the head
 
     return {
         "tokenizer": str(tok_path),

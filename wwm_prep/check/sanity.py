@@ -81,9 +81,9 @@ def init_model(config: str | Mapping[str, Any], out: Path, *, vocab_size: int | 
     tok = open_tokenizer(tokenizer) if tokenizer is not None else None
     declare: dict[str, Any] = {}
     if tok is not None:
-        vocab_size = network.pad_vocab_size(tok.pieces)
+        vocab_size = network.pad_vocab_size(tok.vocab_size)
         declare = {TOKENIZER_SHA_KEY: tok.sha256, TOKENIZER_PATH_KEY: str(tok.path.resolve()),
-                   TOKENIZER_PIECES_KEY: tok.pieces}
+                   TOKENIZER_PIECES_KEY: tok.vocab_size}
         declare |= {f"{role}_token_id": tok.special_ids[role] for role in ("bos", "eos", "pad", "mask")
                     if role in tok.special_ids}
     cfg = network.get_config(config, vocab_size)
@@ -96,7 +96,7 @@ def init_model(config: str | Mapping[str, Any], out: Path, *, vocab_size: int | 
         "dtype": dtype,
         "seed": seed,
         "tokenizer": None if tok is None else {"path": declare[TOKENIZER_PATH_KEY], "sha256": tok.sha256,
-                                               "pieces": tok.pieces},
+                                               "pieces": tok.vocab_size},
         "bytes": sum(p.stat().st_size for p in out.iterdir() if p.is_file()),
     }
 

@@ -212,12 +212,13 @@ def align_batch(
     piece_bytes: np.ndarray,
     piece_whitespace: np.ndarray,
     spaces: Spaces,
+    prefix_bytes: int,
 ) -> Aligned:
     """Whole-word groups for a batch of documents from SentencePiece ids and vibrato surfaces alone.
 
     Works on the UTF-8 bytes of the batch end to end. Vibrato's surfaces tile each document's
     non-space characters in order; each SentencePiece piece stands for `piece_bytes[id]` bytes, and
-    the first piece of a document also holds the one-space dummy prefix. Documents for which these
+    the first piece of a document also holds the `prefix_bytes` the tokenizer adds before it. Documents for which these
     sums do not add up are listed in `misaligned`. Where they add up, the pieces spell the text, so
     `piece_whitespace[id]` says whether a token is blank (a byte piece: the character it is part of).
     """
@@ -252,7 +253,7 @@ def align_batch(
     flat_ids = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(doc_tokens[-1]))
     lengths = piece_bytes[flat_ids]
     nonempty = token_counts > 0
-    lengths[doc_tokens[:-1][nonempty]] -= 1
+    lengths[doc_tokens[:-1][nonempty]] -= prefix_bytes
     token_bytes = _offsets(lengths)
     tokens_ok = np.diff(token_bytes[doc_tokens]) == np.diff(doc_bytes)
     if lengths.min(initial=0) < 0:  # a piece of unknown length (<unk>): those documents take the exact path

@@ -17,14 +17,13 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from wwm_prep.core.files import sha256_file, temp_path
+from wwm_prep.core.files import temp_path
 from wwm_prep.core.rows import RowLayout
-from wwm_prep.text.tokenizer import open_tokenizer
+from wwm_prep.text.base import SENTENCE_ENDS
+from wwm_prep.text.tokenizer import open_tokenizer, tokenizer_sha256
 
 STRATEGIES = ("best-fit", "greedy")
-SENTENCE_ENDS = ("。", "！", "？", "\n")
 SENTENCE_REACH = 32  # a sentence end is "close" to a cut within 1/32 of a row before the limit
 _ARRIVAL_BITS = 40  # best-fit keys: size << 40 | (2**40 - 1 - arrival), so ties go to the earlier piece
 _ARRIVAL_MASK = (1 << _ARRIVAL_BITS) - 1
@@ -64,20 +63,18 @@ class SentenceEnds:
 
 
 def load_sentence_ends(path: Path, cache: Path | None = None) -> SentenceEnds:
-    """Tables for a SentencePiece model, from its piece names: cuts then never need the text. With `cache`,
-    they are kept there by the model's sha256, since loading the model is most of what pack does before its
+    """Tables for a tokenizer, from what its pieces spell: cuts then never need the text. With `cache`,
+    they are kept there by the tokenizer's sha256, since loading the model is most of what pack does before its
     workers start, and every run and slice of an array job would do it again."""
-    kept = cache / "sentence-ends" / f"{sha256_file(path)}.npz" if cache is not None else None
+    kept = cache / "sentence-ends" / f"{tokenizer_sha256(path)}.npz" if cache is not None else None
     if kept is not None and kept.is_file():
         try:
             with np.load(kept) as tables:
                 return SentenceEnds(path, tables["ends"], tables["newline"])
         except (OSError, ValueError, KeyError):  # damaged: made anew
             pass
-    sp = open_tokenizer(path).sp
-    texts = pa.array(sp.id_to_piece(list(range(sp.get_piece_size()))), type=pa.string())
-    ends = pc.match_substring_regex(texts, f"([{''.join(SENTENCE_ENDS)}]|<0x0A>)$").to_numpy(zero_copy_only=False)
-    newline = pc.match_substring_regex(texts, "^(\n|<0x0A>$)").to_numpy(zero_copy_only=False)
+    tables = open_tokenizer(path).tables
+    ends, newline = tables.sentence_end, tables.newline
     if kept is not None:
         try:
             kept.parent.mkdir(parents=True, exist_ok=True)

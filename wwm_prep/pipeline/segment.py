@@ -33,7 +33,7 @@ from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
 from wwm_prep.pipeline.units import Made, UnitFailed, UnitStage, announce, drive, gather, lock, open_output
 from wwm_prep.text.dictionary import Dictionary, DictionaryFiles, locate_dictionary
 from wwm_prep.text.registry import cache_dir
-from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer, recorded_location
+from wwm_prep.text.tokenizer import Tokenizer, load_tokenizer, recorded_location
 
 COUNTS = ("documents", "characters", "words", "tokens", "groups", "empty", "rejects", "exact_path", "not_reversible")
 
@@ -100,22 +100,24 @@ class Segmenter:
         surfaces = [tagger.tokenize_to_surfaces(text) if len(text) <= VIBRATO_CHARS and not self.split_lines else
                     [s for start, end in self._spans(text) for s in tagger.tokenize_to_surfaces(text[start:end])]
                     for text in texts]
-        ids = [tok.sp.encode(text) for text in texts]
-        aligned = align_batch(texts, ids, surfaces, tok.piece_bytes, tok.whitespace, self.spaces)
+        encoded = tok.encode(texts)
+        tables = tok.tables
+        aligned = align_batch(texts, encoded.ids, surfaces, tables.piece_bytes, tables.whitespace, self.spaces,
+                              tok.prefix_bytes)
         doc_tokens = np.concatenate([[0], np.cumsum(aligned.token_counts)])
         for i in aligned.misaligned:
-            aligned.word_starts[doc_tokens[i] : doc_tokens[i + 1]] = self._exact(texts[i], aligned.ids[doc_tokens[i] : doc_tokens[i + 1]])
+            at = slice(doc_tokens[i], doc_tokens[i + 1])
+            aligned.word_starts[at] = self._exact(texts[i], aligned.ids[at])
         return Segmented(aligned.ids, aligned.word_starts, aligned.token_counts, aligned.word_counts, len(aligned.misaligned))
 
+    def _word_spans(self, text: str) -> np.ndarray:
+        """int64[n, 2]: vibrato's words as character spans of `text`, asked of it one by one."""
+        return np.array([(start + w.start(), start + w.end()) for start, end in self._spans(text)
+                         for w in self.dictionary.tagger.tokenize(text[start:end])], dtype=np.int64).reshape(-1, 2)
+
     def _exact(self, text: str, ids: np.ndarray) -> np.ndarray:
-        pieces = self.tokenizer.sp.encode(text, return_type="proto").pieces
-        if [p.id for p in pieces] != ids.tolist():
-            raise AssertionError("SentencePiece gave different ids for the same text")
-        token_spans = np.array([(p.begin, p.end) for p in pieces], dtype=np.int64).reshape(-1, 2)
-        word_spans = np.array([(start + w.start(), start + w.end()) for start, end in self._spans(text)
-                               for w in self.dictionary.tagger.tokenize(text[start:end])], dtype=np.int64).reshape(-1, 2)
-        tok = self.tokenizer
-        return align_offsets(text, token_spans, word_spans, ids, tok.continuation)
+        token_spans = self.tokenizer.token_byte_spans(text, ids)
+        return align_offsets(text, token_spans, self._word_spans(text), ids, self.tokenizer.tables.continuation)
 
 
 def _list_array(values: np.ndarray, counts: np.ndarray, dtype: pa.DataType) -> pa.ListArray:
@@ -169,7 +171,8 @@ def segment_file(chunk: Chunk, out_dir: Path, segmenter: Segmenter, progress: Pr
         doc_starts = np.cumsum(seg.token_counts) - seg.token_counts
         counts["groups"] += count_groups(~segmenter.tokenizer.special[seg.ids], seg.word_starts, doc_starts)
         counts["exact_path"] += seg.exact_path
-        counts["not_reversible"] += sum(SPACE_MARK in d.text for d in batch)
+        markup = segmenter.tokenizer.markup
+        counts["not_reversible"] += sum(any(c in d.text for c in markup) for d in batch) if markup else 0
         if progress is not None:
             progress(bytes=reader.consumed - reported, documents=len(batch), tokens=len(seg.ids))
             reported = reader.consumed

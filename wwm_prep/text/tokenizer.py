@@ -1,108 +1,36 @@
-"""The SentencePiece tokenizer and the per-piece tables that make alignment a matter of array lookups.
+"""Opening a tokenizer, whatever its backend, and checking it against a recorded sha256.
 
-Token offsets are not asked of SentencePiece (its proto output is 5x slower than plain ids): with the
-identity normalizer, each piece stands for a fixed number of UTF-8 bytes of the text, so a table of
-byte lengths indexed by id gives every token's offsets from a cumulative sum, and a table of which pieces
-are whitespace only tells the blank tokens apart without looking at the text (but for byte pieces).
+`load_tokenizer(path)` gives the `text.base.Tokenizer` interface, which is all the rest of wwm-prep sees; its one
+backend so far is SentencePiece (`text/sentencepiece.py`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import sentencepiece as spm
 
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import sha256_file
 from wwm_prep.core.resources import resource
 from wwm_prep.core.storage import is_url, local_copy, location
-from wwm_prep.core.specials import find_special_ids
+from wwm_prep.text.base import Tokenizer
+from wwm_prep.text.sentencepiece import SPACE_MARK, SentencePieceTokenizer, load_sentencepiece, special_ids
 
 DEFAULT_TOKENIZER = ("sample", "tokenizer", "wwm-prep-sample-unigram.model")
-SPACE_MARK = "\u2581"
+__all__ = ["DEFAULT_TOKENIZER", "SPACE_MARK", "Tokenizer", "load_sentencepiece", "load_tokenizer", "locate_tokenizer",
+           "open_tokenizer", "recorded_location", "special_ids", "tokenizer_sha256"]
 
 
-@dataclass(frozen=True)
-class Tokenizer:
-    path: Path
-    sha256: str
-    sp: spm.SentencePieceProcessor
-    piece_bytes: np.ndarray  # int64[vocab]: UTF-8 bytes of text a piece stands for; -1 where unknown
-    special: np.ndarray  # bool[vocab]: control and unknown pieces, never part of text
-    continuation: np.ndarray  # bool[vocab]: byte pieces 0x80-0xBF, which continue a UTF-8 character
-    whitespace: np.ndarray  # int8[vocab]: 1 a piece of whitespace only, 0 one with other text, -1 a byte piece
-    special_ids: dict[str, int]
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.sp.get_piece_size())
-
-
-def _piece_tables(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per piece: bytes of text, special, a continuation byte, whitespace (a byte piece: its character decides)."""
-    n = sp.get_piece_size()
-    piece_bytes = np.full(n, -1, dtype=np.int64)
-    special = np.zeros(n, dtype=bool)
-    continuation = np.zeros(n, dtype=bool)
-    whitespace = np.zeros(n, dtype=np.int8)
-    for i in range(n):
-        if sp.is_control(i) or sp.is_unknown(i):
-            special[i] = True
-            continue
-        piece = sp.id_to_piece(i)
-        if sp.is_byte(i):
-            value = int(piece[3:5], 16)
-            piece_bytes[i] = 1
-            continuation[i] = value & 0xC0 == 0x80
-            whitespace[i] = -1
-        else:
-            text = piece.replace(SPACE_MARK, " ")
-            piece_bytes[i] = len(text.encode("utf-8"))
-            whitespace[i] = text.isspace()
-    return piece_bytes, special, continuation, whitespace
-
-
-def special_ids(sp: spm.SentencePieceProcessor) -> dict[str, int]:
-    """Ids of the special roles a SentencePiece model has (see `core.specials`); its own pad id wins if set."""
-    ids = find_special_ids(sp.unk_id(), sp.bos_id(), sp.eos_id(), sp.piece_to_id, sp.id_to_piece)
-    if sp.pad_id() >= 0:
-        ids["pad"] = sp.pad_id()
-    return ids
-
-
-def load_sentencepiece(model: Path) -> spm.SentencePieceProcessor:
-    """A SentencePiece model, or a one-line error naming the file."""
-    if not model.is_file():
-        raise WwmPrepError(f"tokenizer not found: {model} (give a SentencePiece .model file)")
-    sp = spm.SentencePieceProcessor()
-    try:
-        sp.load(str(model))
-    except (OSError, RuntimeError) as exc:
-        raise WwmPrepError(f"{model}: not a SentencePiece model ({exc})") from exc
-    return sp
-
-
-@dataclass(frozen=True)
-class TokenizerFile:
-    """A SentencePiece model as a reader of ids needs it (any normalizer): its checksum, size and special ids."""
-
-    path: Path
-    sha256: str
-    sp: spm.SentencePieceProcessor
-    special_ids: dict[str, int]
-
-    @property
-    def pieces(self) -> int:
-        return int(self.sp.get_piece_size())
-
-
-def open_tokenizer(path: Path) -> TokenizerFile:
+def open_tokenizer(path: str | Path) -> Tokenizer:
+    """A tokenizer as a reader of ids needs it (any normalizer): a SentencePiece `.model`."""
     path = Path(path)
     sp = load_sentencepiece(path)
-    return TokenizerFile(path, sha256_file(path), sp, special_ids(sp))
+    return SentencePieceTokenizer(path, sha256_file(path), sp, special_ids(sp))
+
+
+def tokenizer_sha256(path: Path) -> str:
+    """The checksum a record keeps of a tokenizer: a file's sha256, or a tokenizer directory's (see `hf`)."""
+    return sha256_file(path)
 
 
 def recorded_location(given: str | None, loaded: Path) -> str:
@@ -123,13 +51,13 @@ def locate_tokenizer(recorded_path: str | None, recorded_sha256: str | None, ove
     if path is None or not path.is_file():
         if override is not None:
             raise WwmPrepError(f"tokenizer not found: {override}")
-        wanted = f"the model whose sha256 is {recorded_sha256}" if recorded_sha256 else "the SentencePiece model"
+        wanted = f"the model whose sha256 is {recorded_sha256}" if recorded_sha256 else "the tokenizer"
         why = (f"the recorded tokenizer is not here ({recorded_path})" if recorded_path else
                "no tokenizer is recorded")
         if required:
             raise WwmPrepError(f"{why}; give {wanted} with --tokenizer")
         return None, why
-    digest = sha256_file(path)
+    digest = tokenizer_sha256(path)
     if recorded_sha256 and digest != recorded_sha256:
         raise WwmPrepError(
             f"{path} is not the tokenizer {made_with} (its sha256 {digest[:16]}… differs from the recorded "
@@ -153,21 +81,14 @@ def _recorded(recorded_path: str | None) -> Path | None:
 
 
 def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
-    """Load a SentencePiece `.model` for alignment; None means the small tokenizer bundled for runs with
-    no download."""
-    opened = open_tokenizer(Path(path) if path is not None else resource(*DEFAULT_TOKENIZER))
-    model, sp = opened.path, opened.sp
-    piece_bytes, special, continuation, whitespace = _piece_tables(sp)
-    if not _keeps_text(sp, piece_bytes):
+    """A tokenizer for alignment (see `open_tokenizer`); None means the small SentencePiece model bundled for runs
+    with no download. A SentencePiece model must keep the text as it is: its pieces' lengths are its offsets."""
+    tokenizer = open_tokenizer(Path(path) if path is not None else resource(*DEFAULT_TOKENIZER))
+    if isinstance(tokenizer, SentencePieceTokenizer) and not tokenizer.keeps_text():
         raise WwmPrepError(
-            f"{model}: this model rewrites text as it tokenizes (a normalizer such as NFKC), so token offsets "
-            "cannot be mapped back to the document; wwm-prep needs the identity normalizer, as llm-jp v3 has"
+            f"{tokenizer.path}: this model rewrites text as it tokenizes (a normalizer such as NFKC), so token "
+            "offsets cannot be mapped back to the document; wwm-prep needs the identity normalizer, as llm-jp v3 "
+            "has"
         )
-    return Tokenizer(model, opened.sha256, sp, piece_bytes, special, continuation, whitespace, opened.special_ids)
-
-
-def _keeps_text(sp: spm.SentencePieceProcessor, piece_bytes: np.ndarray) -> bool:
-    """Whether pieces stand for the raw text byte for byte, tried on characters that normalizers change."""
-    probe = "ＡＢＣ１２３ｶﾞ㍻ ①\u3000x"
-    ids = np.asarray(sp.encode(probe), dtype=np.int64)
-    return bool(piece_bytes[ids].sum() == len(probe.encode("utf-8")) + 1 and sp.decode(ids.tolist()) == probe)
+    tokenizer.tables, tokenizer.prefix_bytes  # noqa: B018 (built now, before workers fork, not in each of them)
+    return tokenizer

@@ -38,9 +38,17 @@ def token_ids(tokenizer: Any = None, **given: Any) -> dict[str, Any]:
 
 
 def read_tokenizer(tokenizer: Any) -> dict[str, Any]:
-    """mask_id, pad_id, special_ids and vocab_size from a SentencePiece model or a Hugging Face tokenizer."""
+    """mask_id, pad_id, special_ids and vocab_size from a tokenizer wwm-prep opened (`text.tokenizer`), a
+    SentencePiece model or a Hugging Face tokenizer."""
     if isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = _open_named(os.fspath(tokenizer))
+    from wwm_prep.text.base import Tokenizer
+
+    if isinstance(tokenizer, Tokenizer):
+        roles = tokenizer.special_ids
+        specials = [int(i) for i in np.flatnonzero(tokenizer.special)]
+        return {"mask_id": roles.get("mask"), "pad_id": roles.get("pad"), "special_ids": specials,
+                "vocab_size": tokenizer.vocab_size}
     if hasattr(tokenizer, "is_control") and hasattr(tokenizer, "get_piece_size"):  # SentencePieceProcessor
         return _sentencepiece_ids(tokenizer)
     if hasattr(tokenizer, "all_special_ids"):  # Hugging Face tokenizer
@@ -50,8 +58,8 @@ def read_tokenizer(tokenizer: Any) -> dict[str, Any]:
         return {"mask_id": tokenizer.mask_token_id, "pad_id": tokenizer.pad_token_id,
                 "special_ids": sorted(specials), "vocab_size": len(tokenizer)}
     raise TypeError(
-        "tokenizer must be a path to a SentencePiece .model, a SentencePieceProcessor, "
-        f"or a Hugging Face tokenizer, not {type(tokenizer).__name__}"
+        "tokenizer must be a path to a SentencePiece .model, a tokenizer from "
+        f"wwm_prep.text.tokenizer, a SentencePieceProcessor, or a Hugging Face tokenizer, not {type(tokenizer).__name__}"
     )
 
 
@@ -62,10 +70,10 @@ _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 def _open_named(name: str) -> Any:
     """A tokenizer named by a string: a SentencePiece model file, a Hugging Face tokenizer directory, or a hub id
     (only a string of the hub's form that names no file or directory here)."""
-    if os.path.isfile(name) and not name.endswith(".json"):
-        from wwm_prep.text.tokenizer import open_tokenizer
+    from wwm_prep.text.tokenizer import open_tokenizer
 
-        return open_tokenizer(Path(name)).sp
+    if os.path.isfile(name) and not name.endswith(".json"):
+        return open_tokenizer(Path(name))
     if not (os.path.exists(name) or _HUB_NAME.fullmatch(name)) or name.endswith(".model"):
         raise FileNotFoundError(f"no tokenizer at {name}")
     try:

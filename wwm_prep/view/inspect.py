@@ -24,7 +24,7 @@ from wwm_prep.core.groups import count_groups
 from wwm_prep.core.rows import PieceSource, RowLayout
 from wwm_prep.core.shards import ShardSet, open_shards, read_batches
 from wwm_prep.core.specials import PIECE_NAMES
-from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer
+from wwm_prep.text.tokenizer import Tokenizer
 from wwm_prep.view.pieces import piece_tables, shard_tokenizer
 
 DEFAULT_MAX_TOKENS = 1024
@@ -105,25 +105,17 @@ class Decoder:
 
     def __init__(self, tok: Tokenizer):
         self.tok = tok
-        self.sp = tok.sp
         self.dummy_prefix = piece_tables(tok).dummy_prefix
 
     def token_bytes(self, ids: Sequence[int]) -> list[bytes]:
-        out = []
-        for i, piece in zip(ids, self.sp.id_to_piece([int(i) for i in ids])):
-            if self.sp.is_byte(int(i)):
-                out.append(bytes([int(piece[3:5], 16)]))
-            else:
-                out.append(piece.replace(SPACE_MARK, " ").encode("utf-8"))
-        return out
+        return self.tok.token_bytes(ids)
 
     def text(self, parts: Sequence[bytes]) -> str:
         return b"".join(parts).decode("utf-8", errors="backslashreplace")
 
     def piece(self, token: int) -> str:
         """A token as a piece name, for tables: byte pieces as <0xE3>, spaces visible."""
-        piece = self.sp.id_to_piece(int(token))
-        return piece if self.sp.is_byte(int(token)) else visible(piece.replace(SPACE_MARK, " "), breaks=False)
+        return visible(self.tok.display(token), breaks=False)
 
 
 def visible(text: str, style: bool = False, breaks: bool = True) -> str:
@@ -183,7 +175,7 @@ def mask_row(row: Row, tok: Tokenizer, seed: int, masking: str = "word") -> Mask
     the stream (as in an unshuffled first epoch read by one worker)."""
     from wwm_prep.train.collator import IGNORE_INDEX, WholeWordMaskCollator
 
-    collator = WholeWordMaskCollator(tok.sp, seed=seed, pad_to_multiple_of=None, masking=masking)
+    collator = WholeWordMaskCollator(tok, seed=seed, pad_to_multiple_of=None, masking=masking)
     features: dict[str, Any] = {"input_ids": row.input_ids, "word_starts": row.word_starts}
     if row.kind == "sequences":
         features["doc_lengths"] = np.asarray(row.columns["doc_lengths"], dtype=np.int64)

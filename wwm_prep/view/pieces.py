@@ -1,7 +1,7 @@
 """The tokenizer a directory of shards was made with, and the per-piece tables that read text back from ids.
 
-Sequence rows store ids only; characters and the space SentencePiece puts before every text are recovered
-from these tables by lookups, without decoding a single row.
+Sequence rows store ids only; characters and the space a tokenizer puts before every text (SentencePiece's
+dummy prefix) are recovered from these tables by lookups, without decoding a single row.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from wwm_prep.core.shards import ShardSet
-from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer, locate_tokenizer
+from wwm_prep.text.tokenizer import Tokenizer, load_tokenizer, locate_tokenizer
 
 
 def shard_tokenizer(shards: ShardSet, override: Path | None, *, required: bool) -> tuple[Tokenizer | None, str]:
@@ -32,18 +30,9 @@ class PieceTables:
 
     chars: np.ndarray  # int64[vocab]: characters a piece stands for (a byte piece: 1 if it starts a character)
     space_start: np.ndarray  # bool[vocab]: the piece's text begins with a space
-    dummy_prefix: int  # 1 if SentencePiece adds a space before every text (add_dummy_prefix), else 0
+    dummy_prefix: int  # bytes the tokenizer adds before every text (SentencePiece's add_dummy_prefix: 1), else 0
 
 
 def piece_tables(tok: Tokenizer) -> PieceTables:
-    sp = tok.sp
-    texts = pa.array(sp.id_to_piece(list(range(sp.get_piece_size()))), type=pa.string())
-    is_byte = pc.match_substring_regex(texts, r"^<0x[0-9A-Fa-f]{2}>$").to_numpy(zero_copy_only=False)
-    is_byte &= tok.piece_bytes == 1
-    chars = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
-    chars[is_byte] = (~tok.continuation[is_byte]).astype(np.int64)
-    chars[tok.special] = 0
-    space_start = pc.or_(pc.starts_with(texts, SPACE_MARK), pc.equal(texts, "<0x20>")).to_numpy(zero_copy_only=False)
-    probe = "x"
-    dummy = int(tok.piece_bytes[np.asarray(sp.encode(probe), dtype=np.int64)].sum()) - len(probe)
-    return PieceTables(chars, space_start & ~tok.special, max(dummy, 0))
+    tables = tok.tables
+    return PieceTables(tables.chars, tables.space_start, tok.prefix_bytes)
