@@ -48,6 +48,16 @@ def ja_sample() -> Path:
     return _need(JA_SAMPLE)
 
 
+@pytest.fixture(scope="session")
+def hf_tokenizers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A byte-level BPE, a WordPiece and a Unigram tokenizer.json (each in a directory with its configuration),
+    trained once per session on the bundled sample corpus (tests/hf_tokenizers.py)."""
+    from tests.hf_tokenizers import KINDS, train
+
+    root = tmp_path_factory.mktemp("hf-tokenizers")
+    return {kind: train(kind, root / kind) for kind in KINDS}
+
+
 def corpus_texts(root: Path) -> Iterator[tuple[str, int, str]]:
     """(file, line, text) of every document under a corpus root, read plainly for tests."""
     for path in sorted(root.rglob("*.jsonl.gz")):

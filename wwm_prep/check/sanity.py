@@ -28,11 +28,10 @@ import numpy as np
 from wwm_prep.check import checkpoint, network
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.storage import location
-from wwm_prep.core.files import sha256_file
 from wwm_prep.core.manifest import SequenceManifest, TokenizerRecord
 from wwm_prep.core.rows import RowLayout, subset_of
 from wwm_prep.core.specials import IGNORE_INDEX
-from wwm_prep.text.tokenizer import locate_tokenizer, open_tokenizer
+from wwm_prep.text.tokenizer import locate_tokenizer, open_tokenizer, tokenizer_sha256
 
 TOKENIZER_SHA_KEY = "wwm_prep_tokenizer_sha256"
 TOKENIZER_PATH_KEY = "wwm_prep_tokenizer_path"
@@ -108,7 +107,7 @@ def _model_tokenizer(declared: DeclaredModel, tokenizer: Path | None) -> tuple[s
         return declared.tokenizer_sha256, "declared in its config.json"
     path, _ = locate_tokenizer(declared.tokenizer_path, declared.tokenizer_sha256, tokenizer,
                                made_with="the model declares")
-    return declared.tokenizer_sha256 or sha256_file(path), f"given by --tokenizer {tokenizer}"
+    return declared.tokenizer_sha256 or tokenizer_sha256(path), f"given by --tokenizer {tokenizer}"
 
 
 # ---------------------------------------------------------------------------------------------- packed data

@@ -26,7 +26,8 @@ class Location(click.ParamType):
 
 
 LOCATION = Location()
-TOKENIZER_HELP = ("SentencePiece .model (e.g. llm-jp-tokenizer-100k.ver3.0b1.model), a path or URL. Default: the bundled "
+TOKENIZER_HELP = ("SentencePiece .model (e.g. llm-jp-tokenizer-100k.ver3.0b1.model) or Hugging Face tokenizer.json "
+                  "(or a directory holding one, with its tokenizer_config.json), a path or URL. Default: the bundled "
                   "sample model.")
 
 

@@ -16,8 +16,9 @@ from wwm_prep.commands.base import LOCATION, user_errors
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Checkpoint directory (config.json + model.safetensors, Hugging Face layout).")
 @click.option("--vocab-size", type=int, help="Vocabulary size (default: the preset's, 99,584).")
-@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
-              help="SentencePiece .model the model is for: sizes the vocabulary (padded to a multiple of 128) and "
+@click.option("--tokenizer", type=click.Path(path_type=Path),
+              help="SentencePiece .model or tokenizer.json (or its directory) the model is for: sizes the vocabulary "
+                   "(padded to a multiple of 128) and "
                    "is declared in config.json (its sha256 and path), so `sanity` and `fill-mask` can check it.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -51,7 +52,7 @@ def init_model(config_name: str, out: Path, vocab_size: int | None, tokenizer: P
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
               help="Rows per batch; the first batches × batch-size rows of the data are used.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the collator's masking.")
-@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--tokenizer", type=click.Path(path_type=Path),
               help="The tokenizer the model was trained with, for a checkpoint that declares none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @user_errors
@@ -81,8 +82,9 @@ def sanity(model_dir: Path, data_dir: Path, batches: int, batch_size: int, seed:
 @click.argument("text")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Checkpoint directory.")
-@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
-              help="SentencePiece .model (default: the one the model declares, if its file is still there).")
+@click.option("--tokenizer", type=click.Path(path_type=Path),
+              help="SentencePiece .model or tokenizer.json, or its directory (default: the one the model declares, "
+                   "if it is still there).")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the candidates as JSON.")
 @user_errors

@@ -15,7 +15,7 @@ from wwm_prep.commands.base import LOCATION, user_errors
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for machines) instead of the tables.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw histograms to this PNG (needs matplotlib: pip install 'wwm-prep[plot]').")
-@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--tokenizer", type=click.Path(path_type=Path),
               help="The shards' tokenizer model, if it is no longer where the manifest says (checked by sha256); "
                    "sequence rows need it to count characters.")
 @user_errors
@@ -54,8 +54,9 @@ def stats(shards_dir: Path, as_json: bool, plot: Path | None, tokenizer: Path | 
 @click.option("--masking", type=click.Choice(["word", "ngram", "span"]), default="word", show_default=True,
               help="With --mask: what the collator masks: whole words (BERT), n-grams of 1-3 whole words (Megatron-LM) "
                    "or spans of whole words with geometric lengths (SpanBERT); spans are shown as [word|word].")
-@click.option("--tokenizer", type=click.Path(dir_okay=False, path_type=Path),
-              help="SentencePiece .model (default: the one the manifest records; checked by sha256).")
+@click.option("--tokenizer", type=click.Path(path_type=Path),
+              help="SentencePiece .model or tokenizer.json, or its directory (default: the one the manifest records; "
+                   "checked by sha256).")
 @click.option("--max-tokens", type=click.IntRange(min=0), default=1024, show_default=True,
               help="Show at most this many tokens of the row (0: all).")
 @click.option("--color/--no-color", default=None, help="Colour the output (default: only in a terminal).")

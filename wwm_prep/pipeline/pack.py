@@ -121,7 +121,9 @@ def _specials(tokenizer: TokenizerRecord) -> Specials:
     if missing:
         raise WwmPrepError(
             f"the tokenizer the documents were made with ({tokenizer.path}) has no "
-            f"{'/'.join('<' + m.upper() + '>' for m in missing)} piece; pack needs <CLS>, <SEP> and <PAD>"
+            f"{'/'.join('<' + m.upper() + '>' for m in missing)} piece; pack needs <CLS>, <SEP> and <PAD> "
+            f"(for a tokenizer.json: name {' and '.join(m + '_token' for m in missing)} in a tokenizer_config.json "
+            "beside it and segment again with --tokenizer naming their directory)"
         )
     return Specials(ids["cls"], ids["sep"], ids["pad"])
 

@@ -28,10 +28,12 @@ from wwm_prep.core.storage import Output, local_copy, location
 from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
 from wwm_prep.pipeline.chunks import DEFAULT_CHUNK_SIZE, INDEX_DIR, Chunk, index_files, same_input
 from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
+from wwm_prep.pipeline.offsets import align_spans, align_words
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
 from wwm_prep.pipeline.units import Made, UnitFailed, UnitStage, announce, drive, gather, lock, open_output
 from wwm_prep.text.dictionary import Dictionary, DictionaryFiles, locate_dictionary
+from wwm_prep.text.hf import thread_budget
 from wwm_prep.text.registry import cache_dir
 from wwm_prep.text.tokenizer import Tokenizer, load_tokenizer, recorded_location
 
@@ -101,13 +103,21 @@ class Segmenter:
                     [s for start, end in self._spans(text) for s in tagger.tokenize_to_surfaces(text[start:end])]
                     for text in texts]
         encoded = tok.encode(texts)
-        tables = tok.tables
-        aligned = align_batch(texts, encoded.ids, surfaces, tables.piece_bytes, tables.whitespace, self.spaces,
-                              tok.prefix_bytes)
+        if encoded.char_starts is None or encoded.char_ends is None:  # pieces' lengths are their offsets
+            tables = tok.tables
+            aligned = align_batch(texts, encoded.ids, surfaces, tables.piece_bytes, tables.whitespace, self.spaces,
+                                  tok.prefix_bytes)
+        else:
+            aligned = align_spans(texts, encoded.ids, surfaces, encoded.char_starts, encoded.char_ends,
+                                  self.dictionary.space)
         doc_tokens = np.concatenate([[0], np.cumsum(aligned.token_counts)])
         for i in aligned.misaligned:
             at = slice(doc_tokens[i], doc_tokens[i + 1])
-            aligned.word_starts[at] = self._exact(texts[i], aligned.ids[at])
+            if encoded.char_starts is None or encoded.char_ends is None:
+                aligned.word_starts[at] = self._exact(texts[i], aligned.ids[at])
+            else:
+                aligned.word_starts[at] = align_words(texts[i], encoded.char_starts[at], encoded.char_ends[at],
+                                                      self._word_spans(texts[i]))
         return Segmented(aligned.ids, aligned.word_starts, aligned.token_counts, aligned.word_counts, len(aligned.misaligned))
 
     def _word_spans(self, text: str) -> np.ndarray:
@@ -226,7 +236,7 @@ class SegmentConfig:
     """What a segment run makes its shards with, built once (by the command line) and passed down whole."""
 
     dictionary: str | None = None  # a registered name, a dictionary directory or file; None: the default
-    tokenizer: str | None = None  # a SentencePiece .model; None: the bundled sample model
+    tokenizer: str | None = None  # a SentencePiece .model, a tokenizer.json or its directory; None: the sample model
     subsets: tuple[str, ...] | None = None  # subsets to take from corpus roots; None: all
     cache: Path | None = None  # where dictionaries are converted and fetched to
     overwrite: bool = False  # redo every unit, even of an output made with another configuration
@@ -328,6 +338,7 @@ def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfi
         raise WwmPrepError(f"--chunk-size must be at least 1 byte, not {config.chunk_size}")
     out = open_output(out_dir, cache_dir(config.cache) / "staging")
     stage = SegmentStage(out, config, Counters())
+    thread_budget(getattr(executor, "workers", 1))  # a tokenizer.json's batch call: each worker its share of cores
     located = stage.locate()
     doc_config = _document_config(*located, config)
     try:

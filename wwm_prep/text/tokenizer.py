@@ -1,7 +1,8 @@
 """Opening a tokenizer, whatever its backend, and checking it against a recorded sha256.
 
-`load_tokenizer(path)` gives the `text.base.Tokenizer` interface, which is all the rest of wwm-prep sees; its one
-backend so far is SentencePiece (`text/sentencepiece.py`).
+`load_tokenizer(path)` chooses the backend by what `path` names: a `tokenizer.json` or a directory holding one
+(`text/hf.py`), else a SentencePiece `.model` (`text/sentencepiece.py`). Both give the `text.base.Tokenizer`
+interface, which is all the rest of wwm-prep sees.
 """
 
 from __future__ import annotations
@@ -14,23 +15,27 @@ from wwm_prep.core.files import sha256_file
 from wwm_prep.core.resources import resource
 from wwm_prep.core.storage import is_url, local_copy, location
 from wwm_prep.text.base import Tokenizer
+from wwm_prep.text.hf import directory_sha256, is_hf, load_hf
 from wwm_prep.text.sentencepiece import SPACE_MARK, SentencePieceTokenizer, load_sentencepiece, special_ids
 
 DEFAULT_TOKENIZER = ("sample", "tokenizer", "wwm-prep-sample-unigram.model")
-__all__ = ["DEFAULT_TOKENIZER", "SPACE_MARK", "Tokenizer", "load_sentencepiece", "load_tokenizer", "locate_tokenizer",
+__all__ = ["DEFAULT_TOKENIZER", "SPACE_MARK", "Tokenizer", "is_hf", "load_sentencepiece", "load_tokenizer", "locate_tokenizer",
            "open_tokenizer", "recorded_location", "special_ids", "tokenizer_sha256"]
 
 
 def open_tokenizer(path: str | Path) -> Tokenizer:
-    """A tokenizer as a reader of ids needs it (any normalizer): a SentencePiece `.model`."""
+    """A tokenizer as a reader of ids needs it (any normalizer): a tokenizer.json, a directory holding one, or
+    else a SentencePiece `.model`."""
     path = Path(path)
+    if is_hf(path):
+        return load_hf(path)
     sp = load_sentencepiece(path)
     return SentencePieceTokenizer(path, sha256_file(path), sp, special_ids(sp))
 
 
 def tokenizer_sha256(path: Path) -> str:
     """The checksum a record keeps of a tokenizer: a file's sha256, or a tokenizer directory's (see `hf`)."""
-    return sha256_file(path)
+    return directory_sha256(path)
 
 
 def recorded_location(given: str | None, loaded: Path) -> str:
@@ -48,7 +53,7 @@ def locate_tokenizer(recorded_path: str | None, recorded_sha256: str | None, ove
     `made_with` completes "… is not the tokenizer …" in the error, e.g. "these shards were made with".
     """
     path = Path(override) if override is not None else _recorded(recorded_path)
-    if path is None or not path.is_file():
+    if path is None or not (path.is_file() or path.is_dir() and is_hf(path)):
         if override is not None:
             raise WwmPrepError(f"tokenizer not found: {override}")
         wanted = f"the model whose sha256 is {recorded_sha256}" if recorded_sha256 else "the tokenizer"
@@ -88,7 +93,7 @@ def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
         raise WwmPrepError(
             f"{tokenizer.path}: this model rewrites text as it tokenizes (a normalizer such as NFKC), so token "
             "offsets cannot be mapped back to the document; wwm-prep needs the identity normalizer, as llm-jp v3 "
-            "has"
+            "has (or give the tokenizer as a tokenizer.json, whose offsets are asked of it)"
         )
     tokenizer.tables, tokenizer.prefix_bytes  # noqa: B018 (built now, before workers fork, not in each of them)
     return tokenizer

@@ -39,7 +39,7 @@ def token_ids(tokenizer: Any = None, **given: Any) -> dict[str, Any]:
 
 def read_tokenizer(tokenizer: Any) -> dict[str, Any]:
     """mask_id, pad_id, special_ids and vocab_size from a tokenizer wwm-prep opened (`text.tokenizer`), a
-    SentencePiece model or a Hugging Face tokenizer."""
+    SentencePiece model or a Hugging Face tokenizer (a tokenizer.json, its directory, or a transformers object)."""
     if isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = _open_named(os.fspath(tokenizer))
     from wwm_prep.text.base import Tokenizer
@@ -58,7 +58,7 @@ def read_tokenizer(tokenizer: Any) -> dict[str, Any]:
         return {"mask_id": tokenizer.mask_token_id, "pad_id": tokenizer.pad_token_id,
                 "special_ids": sorted(specials), "vocab_size": len(tokenizer)}
     raise TypeError(
-        "tokenizer must be a path to a SentencePiece .model, a tokenizer from "
+        "tokenizer must be a path to a SentencePiece .model or a tokenizer.json, a tokenizer from "
         f"wwm_prep.text.tokenizer, a SentencePieceProcessor, or a Hugging Face tokenizer, not {type(tokenizer).__name__}"
     )
 
@@ -68,13 +68,14 @@ _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 def _open_named(name: str) -> Any:
-    """A tokenizer named by a string: a SentencePiece model file, a Hugging Face tokenizer directory, or a hub id
-    (only a string of the hub's form that names no file or directory here)."""
-    from wwm_prep.text.tokenizer import open_tokenizer
+    """A tokenizer named by a string: a SentencePiece model file, a tokenizer.json or a directory holding one
+    (both opened by wwm-prep itself), another Hugging Face tokenizer directory, or a hub id (only a string of the
+    hub's form that names no file or directory here)."""
+    from wwm_prep.text.tokenizer import is_hf, open_tokenizer
 
-    if os.path.isfile(name) and not name.endswith(".json"):
+    if os.path.isfile(name) or os.path.isdir(name) and is_hf(Path(name)):
         return open_tokenizer(Path(name))
-    if not (os.path.exists(name) or _HUB_NAME.fullmatch(name)) or name.endswith(".model"):
+    if not (os.path.exists(name) or _HUB_NAME.fullmatch(name)) or name.endswith((".model", ".json")):
         raise FileNotFoundError(f"no tokenizer at {name}")
     try:
         from transformers import AutoTokenizer
