@@ -72,16 +72,15 @@ def train(kind: str, out: Path) -> Path:
 
 def convert_sentencepiece(model: Path, out: Path) -> Path:
     """A tokenizer.json of a SentencePiece unigram model with byte fallback (llm-jp v3): the same pieces and
-    scores, the dummy prefix and ▁ for spaces as a normalizer, digits split one by one, control pieces special."""
+    scores, the dummy prefix and ▁ for spaces as a normalizer, control pieces special."""
     from sentencepiece import sentencepiece_model_pb2
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
 
     proto = sentencepiece_model_pb2.ModelProto.FromString(model.read_bytes())
     vocab = [(p.piece, p.score) for p in proto.pieces]
     unk = next(i for i, p in enumerate(proto.pieces) if p.type == 2)
     tk = Tokenizer(models.Unigram(vocab, unk_id=unk, byte_fallback=True))
     tk.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
-    tk.pre_tokenizer = pre_tokenizers.Digits(individual_digits=True)
     tk.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
                                     decoders.Strip(" ", 1, 0)])
     tk.add_special_tokens([AddedToken(p.piece, special=True, normalized=False) for p in proto.pieces if p.type == 3])

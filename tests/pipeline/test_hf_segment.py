@@ -141,3 +141,26 @@ def test_a_tokenizer_without_cls_names_the_role_and_how_to_set_it(hf_tokenizers:
                "tiny-ja")[0] == 0
     code, output = run("pack", str(docs), "--out", str(tmp_path / "seqs"), "--seq-len", "64")
     assert code != 0 and "<CLS>/<SEP>" in output and "cls_token and sep_token in a tokenizer_config.json" in output
+
+
+@pytest.mark.shared
+def test_llm_jp_as_a_tokenizer_json_groups_as_sentencepiece_does(llm_jp_tokenizer_path: Path, ja_sample: Path,
+                                                                  tmp_path: Path) -> None:
+    """llm-jp v3.0b1 converted to a tokenizer.json (tests/hf_tokenizers.py) takes the offsets path, SentencePiece
+    the arithmetic one: on every document of (the start of) ja-sample where both give the same ids, the same groups."""
+    from tests.hf_tokenizers import convert_sentencepiece
+
+    dictionary = load_dictionary("unidic-lite")
+    converted = load_tokenizer(convert_sentencepiece(llm_jp_tokenizer_path, tmp_path))
+    by_sp, by_hf = Segmenter(dictionary, load_tokenizer(llm_jp_tokenizer_path)), Segmenter(dictionary, converted)
+    texts = [text for _, _, text in corpus_texts(ja_sample)][:300]
+    a, b = by_sp(texts), by_hf(texts)
+    same = 0
+    for i in range(len(texts)):
+        (ids_a, starts_a), (ids_b, starts_b) = document(a, i), document(b, i)
+        if ids_a.tolist() == ids_b.tolist():
+            same += 1
+            assert starts_a.tolist() == starts_b.tolist(), f"document {i}"
+    assert same > len(texts) // 2
+    assert {r: converted.special_ids[r] for r in ("mask", "pad", "cls", "sep")} == {
+        r: by_sp.tokenizer.special_ids[r] for r in ("mask", "pad", "cls", "sep")}
