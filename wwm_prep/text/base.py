@@ -94,8 +94,6 @@ class Tokenizer(ABC):
     #: characters a text may hold that the tokenizer reads as markup (SentencePiece's ▁), so such a text may
     #: not be given back exactly by decoding its ids
     markup: str = ""
-    #: bytes the tokenizer adds before every text (SentencePiece's dummy-prefix space): piece_bytes count them
-    prefix_bytes: int = 0
 
     @property
     @abstractmethod
@@ -120,6 +118,13 @@ class Tokenizer(ABC):
     @abstractmethod
     def piece_name(self, token: int) -> str:
         """The tokenizer's own name of a piece (`▁の`, `<0xE3>`, `##の`, `Ġ`), for tables and errors."""
+
+    @cached_property
+    def prefix_bytes(self) -> int:
+        """Bytes the tokenizer adds before every text (SentencePiece's dummy-prefix space, a Metaspace ▁), which
+        `tables.piece_bytes` count: what a one-letter text's tokens spell beyond the letter."""
+        spelled = self.tables.piece_bytes[np.asarray(self.encode(["x"]).ids[0], dtype=np.int64)]
+        return max(int(spelled.sum()) - 1, 0) if (spelled >= 0).all() else 0
 
     @cached_property
     def tables(self) -> PieceTables:

@@ -154,7 +154,10 @@ class HFTokenizer(Tokenizer):
         return PieceBytes(spelled, byte_piece, special)
 
     def encode(self, texts: list[str]) -> Encoded:
-        encodings = self.tk.encode_batch(texts, add_special_tokens=False)
+        if len(texts) == 1:  # not the thread pool: a process that forks workers after a probe must not start it
+            encodings = [self.tk.encode(texts[0], add_special_tokens=False)]
+        else:
+            encodings = self.tk.encode_batch(texts, add_special_tokens=False)
         ids = [e.ids for e in encodings]
         count = sum(map(len, ids))
         spans = np.fromiter((x for e in encodings for span in e.offsets for x in span), dtype=np.int64,

@@ -64,12 +64,6 @@ class SentencePieceTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return int(self.sp.get_piece_size())
 
-    @cached_property
-    def prefix_bytes(self) -> int:  # type: ignore[override]
-        """1 where the model adds a space before every text (add_dummy_prefix), else 0."""
-        probe = "x"
-        return max(int(self.tables.piece_bytes[np.asarray(self.sp.encode(probe), dtype=np.int64)].sum()) - 1, 0)
-
     def piece_bytes_source(self) -> PieceBytes:
         sp = self.sp
         n = sp.get_piece_size()
