@@ -164,3 +164,15 @@ def test_llm_jp_as_a_tokenizer_json_groups_as_sentencepiece_does(llm_jp_tokenize
     assert same > len(texts) // 2
     assert {r: converted.special_ids[r] for r in ("mask", "pad", "cls", "sep")} == {
         r: by_sp.tokenizer.special_ids[r] for r in ("mask", "pad", "cls", "sep")}
+
+
+def test_workers_make_the_same_shards_as_one_process(hf_tokenizers: dict[str, Path], tmp_path: Path) -> None:
+    """Forked workers each run the tokenizer's batch call on their share of the cores: same bytes as one worker."""
+    made = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        code, output = run("segment", str(SAMPLE_CORPUS), "--out", str(out), "--tokenizer",
+                           str(hf_tokenizers["bytelevel-bpe"]), "--dict", "tiny-ja", "--workers", workers)
+        assert code == 0, output
+        made[workers] = {p.name: p.read_bytes() for p in out.glob("*.arrow")}
+    assert len(made["1"]) == 5 and made["1"] == made["2"]
