@@ -79,5 +79,5 @@ def test_locate_without_the_model_says_why_or_fails_when_it_is_required(tmp_path
     assert locate_tokenizer(None, None, None, made_with="x", required=False) == (None, "no tokenizer is recorded")
     with pytest.raises(WwmPrepError, match=f"give the model whose sha256 is {'0' * 64} with --tokenizer"):
         locate_tokenizer(str(tmp_path / "gone.model"), "0" * 64, None, made_with="x")
-    with pytest.raises(WwmPrepError, match="give the SentencePiece model with --tokenizer"):
+    with pytest.raises(WwmPrepError, match="give the tokenizer with --tokenizer"):
         locate_tokenizer(str(tmp_path / "gone.model"), None, None, made_with="x")
