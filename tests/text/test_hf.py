@@ -105,3 +105,16 @@ def test_wordpiece_tokens_spell_the_text_without_its_spaces(hf_tokenizers: dict[
     assert tok.special_ids["unk"] not in ids
     assert b"".join(tok.token_bytes(ids)).decode() == "".join(text.split())
     assert tok.display(ids[0]) == "東" and tok.display(tok.special_ids["mask"]) == "[MASK]"
+
+
+def test_fill_mask_reads_a_text_with_a_tokenizer_json(hf_tokenizers: dict[str, Path]) -> None:
+    """`fill-mask`'s reading of <MASK> marks, with WordPiece (which splits on the mark's edges as on spaces)."""
+    from wwm_prep.check.fill_mask import encode_masked
+
+    tok = load_tokenizer(hf_tokenizers["wordpiece"])
+    masked = encode_masked("東北大学で<MASK>{研究}する", hf_tokenizers["wordpiece"])
+    whole = tok.encode(["東北大学で研究する"]).ids[0]
+    word = tok.encode(["研究"]).ids[0]
+    assert masked.ids[0] == tok.special_ids["cls"] and masked.ids[-1] == tok.special_ids["sep"]
+    assert len(masked.ids) == len(whole) + 2 and masked.positions == [1 + whole.index(word[0]) + k for k in range(len(word))]
+    assert all(masked.ids[p] == tok.special_ids["mask"] for p in masked.positions)
