@@ -7,13 +7,12 @@ interface, which is all the rest of wwm-prep sees.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import sha256_file
 from wwm_prep.core.resources import resource
-from wwm_prep.core.storage import is_url, local_copy, location
+from wwm_prep.core.storage import is_url, local_copy, location, recorded
 from wwm_prep.text.base import Tokenizer
 from wwm_prep.text.hf import directory_sha256, is_hf, load_hf
 from wwm_prep.text.sentencepiece import SPACE_MARK, SentencePieceTokenizer, load_sentencepiece, special_ids
@@ -41,7 +40,7 @@ def tokenizer_sha256(path: Path) -> str:
 def recorded_location(given: str | None, loaded: Path) -> str:
     """How a run records its tokenizer so that a reader finds it from any working directory: a URL as given,
     a local file as an absolute path."""
-    return given if given is not None and is_url(given) else os.path.abspath(loaded)  # as named: links kept
+    return given if given is not None and is_url(given) else recorded(loaded)
 
 
 def locate_tokenizer(recorded_path: str | None, recorded_sha256: str | None, override: Path | None, *,
