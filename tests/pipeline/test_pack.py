@@ -16,8 +16,13 @@ from click.testing import CliRunner
 from wwm_prep import cli
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import sha256_file
-from wwm_prep.pipeline.pack import DEFAULT_SHARD_ROWS, DEFAULT_WINDOW, PackConfig, parse_subset_weights, run_pack
-from wwm_prep.pipeline.packing import STRATEGIES, Piece, best_fit, greedy, load_sentence_ends
+from wwm_prep.pipeline import strategies as strategy_package
+from wwm_prep.pipeline.config import PackConfig, parse_subset_weights
+from wwm_prep.pipeline.pack import run_pack
+from wwm_prep.pipeline.packing import Piece, load_sentence_ends
+from wwm_prep.pipeline.strategies.base import strategies
+from wwm_prep.pipeline.strategies.best_fit import best_fit
+from wwm_prep.pipeline.strategies.greedy import greedy
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
 from wwm_prep.text.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
@@ -415,10 +420,49 @@ def test_cli_pack_prints_a_summary_and_exits_2_on_mistakes(tmp_path: Path, plain
     assert result.exit_code == 2 and "at least 64" in result.output and "Traceback" not in result.output
 
 
-def test_cli_pack_defaults_are_the_stage_defaults() -> None:
-    params = {p.name: p for p in cli.pack.params}
-    assert params["window"].default == DEFAULT_WINDOW and params["shard_rows"].default == DEFAULT_SHARD_ROWS
-    assert tuple(params["strategy"].type.choices) == STRATEGIES and params["strategy"].default == STRATEGIES[0]
+A_STRATEGY = """
+from wwm_prep.pipeline.strategies.base import Strategy, StrategyOption
+
+
+def at_most(batches, seq_len, most):
+    row, room = [], seq_len
+    for batch in batches:
+        for piece in batch:
+            if piece.size > room or len(row) == most:
+                yield row
+                row, room = [], seq_len
+            row.append(piece)
+            room -= piece.size
+    if row:
+        yield row
+
+
+STRATEGY = Strategy("at-most", "next-fit, at most --most pieces a row", at_most,
+                    (StrategyOption("most", "pieces a row at most", 3),))
+"""
+
+
+def test_a_strategy_is_one_module(tmp_path: Path, plain: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module with a STRATEGY in the package is a strategy: chosen by name, its options settled and checked,
+    used to pack and recorded with each partition."""
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "at_most.py").write_text(A_STRATEGY)
+    monkeypatch.setattr(strategy_package, "__path__", [*strategy_package.__path__, str(tmp_path / "modules")])
+    strategies.cache_clear()
+    try:
+        assert list(strategies()) == ["at-most", "best-fit", "greedy"]
+        assert PackConfig(seq_len=256, strategy="at-most", strategy_options={"window": 9}).strategy_options == {
+            "most": 3}
+        with pytest.raises(WwmPrepError, match="--most must be at least 1"):
+            PackConfig(seq_len=256, strategy="at-most", strategy_options={"most": 0})
+        docs = write_documents(tmp_path / "docs", {"kaken": [doc(10, plain) for _ in range(20)]})
+        manifest = run_pack(docs, tmp_path / "out", PackConfig(seq_len=256, strategy="at-most",
+                                                             strategy_options={"most": 2}), quiet=True)
+        report = json.loads((tmp_path / "out" / "units" / "partition-00000.json").read_text())
+    finally:
+        strategies.cache_clear()
+    assert manifest.totals["rows"] == 10 and manifest.config.strategy == "at-most"
+    assert report["options"]["most"] == 2 and "window" not in report["options"]
 
 
 def test_cli_prepare_segments_and_packs(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from wwm_prep.core.claims import DEFAULT_TIMEOUT, live_claims
+from wwm_prep.core.claims import live_claims
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import temp_path, write_json_atomic
 from wwm_prep.core.groups import count_groups
@@ -26,7 +26,8 @@ from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRe
 from wwm_prep.core.shards import ShardWriter, load_schema
 from wwm_prep.core.storage import Output, local_copy, location
 from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
-from wwm_prep.pipeline.chunks import DEFAULT_CHUNK_SIZE, INDEX_DIR, Chunk, index_files, same_input
+from wwm_prep.pipeline.chunks import INDEX_DIR, Chunk, index_files, same_input
+from wwm_prep.pipeline.config import SegmentConfig
 from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
@@ -216,22 +217,6 @@ def segment_file(chunk: Chunk, out_dir: Path, segmenter: Segmenter, progress: Pr
         "seconds": round(time.perf_counter() - started, 3),
         **counts,
     }
-
-
-@dataclass(frozen=True)
-class SegmentConfig:
-    """What a segment run makes its shards with, built once (by the command line) and passed down whole."""
-
-    dictionary: str | None = None  # a registered name, a dictionary directory or file; None: the default
-    tokenizer: str | None = None  # a SentencePiece .model; None: the bundled sample model
-    subsets: tuple[str, ...] | None = None  # subsets to take from corpus roots; None: all
-    cache: Path | None = None  # where dictionaries are converted and fetched to
-    overwrite: bool = False  # redo every unit, even of an output made with another configuration
-    split_lines: bool = False  # vibrato reads one line at a time, not whole documents
-    vibrato_defaults: bool = False  # vibrato's own settings, not the MeCab-identical ones
-    verify_inputs: bool = False  # record and compare each input's sha256, not only its size and mtime
-    claim_timeout: float = DEFAULT_TIMEOUT  # seconds before a silent run's claim on a unit is taken over
-    chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes of text per unit, about; a file no larger is one unit
 
 
 def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, config: SegmentConfig) -> DocumentConfig:
