@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wwm_prep.core.arrays import offsets_of
 from wwm_prep.core.files import sha256_file, temp_path
 from wwm_prep.core.rows import RowLayout
 from wwm_prep.text.tokenizer import open_tokenizer
@@ -137,7 +138,7 @@ def columns(rows: list[list[Piece]], seq_len: int, specials: Specials) -> dict[s
     word_starts = np.concatenate(start_parts)
     word_starts[layout.starts + 1] = 1  # a piece cut inside an over-long group still starts a group of its own
     row_offsets = pa.array(np.arange(len(rows) + 1, dtype=np.int32) * seq_len)
-    piece_offsets = pa.array(np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32))
+    piece_offsets = pa.array(offsets_of(per_row).astype(np.int32))
     return {
         "input_ids": pa.ListArray.from_arrays(row_offsets, pa.array(ids)),
         "word_starts": pa.ListArray.from_arrays(row_offsets, pa.array(word_starts)),

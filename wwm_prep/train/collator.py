@@ -355,18 +355,8 @@ def _layout(rows: Sequence[Mapping[str, Any]], id_rows: list[np.ndarray], length
     """
     if all(f.get("doc_lengths") is None for f in rows):
         return None
-    parts = [_as_array(_one_piece(r, pad_id) if f.get("doc_lengths") is None else f["doc_lengths"]).reshape(-1)
-             for f, r in zip(rows, id_rows)]
-    counts = np.fromiter((p.shape[0] for p in parts), dtype=np.int64, count=len(parts))
-    flat = np.concatenate(parts).astype(np.int64) if counts.sum() else np.zeros(0, dtype=np.int64)
-    layout = RowLayout(length, flat, counts)
-    bad = layout.fill > lengths
-    if (flat < 0).any():
-        bad |= np.bincount(layout.row_of, weights=flat < 0, minlength=layout.rows) > 0
-    if bad.any():
-        r = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"doc_lengths of row {r} are negative or do not fit in its {int(lengths[r])} tokens")
-    return layout
+    parts = [_one_piece(r, pad_id) if f.get("doc_lengths") is None else f["doc_lengths"] for f, r in zip(rows, id_rows)]
+    return RowLayout.of(parts, length, room=lengths)
 
 
 def _one_piece(ids: np.ndarray, pad_id: int) -> list[int]:
