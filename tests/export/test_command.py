@@ -139,7 +139,7 @@ def test_another_source_or_a_stranger_file_is_refused_unless_overwrite(tmp_path:
 
 def test_a_failed_export_leaves_nothing_and_a_dead_runs_leftovers_are_cleared(
         tmp_path: Path, sample_sequences: dict[str, Path], megatron: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wwm_prep.export import source as writer
+    from wwm_prep.core import shards as writer
 
     dead = tmp_path / f".ja.tmp-{HOST}-{2**22 + 1}"  # a pid above any pid_max: a run that has died
     dead.mkdir()

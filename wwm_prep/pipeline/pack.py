@@ -30,7 +30,7 @@ from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.manifest import (DocumentManifest, SequenceConfig, SequenceManifest, TokenizerRecord,
                                     manifest_sha256, schema_ref)
 from wwm_prep.core.rows import PieceSource
-from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
+from wwm_prep.core.shards import ListColumn, ShardWriter, load_schema, read_batches
 from wwm_prep.core.storage import AnyPath, Output, is_remote, local_copy, location
 from wwm_prep.pipeline.config import PackConfig
 from wwm_prep.pipeline.packing import (SENTENCE_REACH, Piece, SentenceEnds, Specials, columns, cut_bounds,
@@ -126,18 +126,12 @@ def _interleave(sources: Sequence[Source], seed: int, partition: int
 # ---------------------------------------------------------------------------------------------- cutting
 
 
-def _flat(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
-    """Values and zero-based offsets of a list column."""
-    offsets = column.offsets.to_numpy()
-    return column.flatten().to_numpy(), offsets - offsets[0]
-
-
 def _pieces(source: Source, batch: pa.RecordBatch, keep: np.ndarray, capacity: int, ends: SentenceEnds | None,
             counts: dict[str, int], subsets: dict[str, dict[str, int]], progress: Counters) -> list[Piece]:
     """The pieces of a batch's documents taken by this pass, in document order."""
-    ids, offsets = _flat(batch.column("input_ids"))
-    word_starts, ws_offsets = _flat(batch.column("word_starts"))
-    if not np.array_equal(offsets, ws_offsets):
+    id_column, ws_column = ListColumn.of(batch, "input_ids"), ListColumn.of(batch, "word_starts")
+    ids, offsets, word_starts = id_column.values, id_column.offsets, ws_column.values
+    if not np.array_equal(offsets, ws_column.offsets):
         raise WwmPrepError(
             f"{source.path}: input_ids and word_starts differ in length; the shard is corrupt, rerun segment"
         )
