@@ -19,10 +19,8 @@ from wwm_prep.core.files import sha256_file
 from wwm_prep.pipeline import strategies as strategy_package
 from wwm_prep.pipeline.config import PackConfig, parse_subset_weights
 from wwm_prep.pipeline.pack import run_pack
-from wwm_prep.pipeline.packing import Piece, load_sentence_ends
+from wwm_prep.pipeline.packing import load_sentence_ends
 from wwm_prep.pipeline.strategies.base import strategies
-from wwm_prep.pipeline.strategies.best_fit import best_fit
-from wwm_prep.pipeline.strategies.greedy import greedy
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
 from wwm_prep.text.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
@@ -303,39 +301,6 @@ def test_without_the_tokenizer_model_cuts_at_group_edges_and_says_so(tmp_path: P
 
 
 # ---------------------------------------------------------------------------------------------- packing
-
-
-def make_pieces(sizes: list[int]) -> list[Piece]:
-    return [Piece(np.full(s - 2, 9, np.int32), np.ones(s - 2, np.uint8), f"p{i}") for i, s in enumerate(sizes)]
-
-
-def test_best_fit_completes_rows_with_the_longest_piece_that_fits() -> None:
-    rows = list(best_fit([make_pieces([60, 4, 50, 14, 64, 30, 30])], 64, window=100))
-    assert [[p.source for p in row] for row in rows] == [["p4"], ["p0", "p1"], ["p2", "p3"], ["p5", "p6"]]
-
-
-def test_best_fit_holds_at_most_a_window_of_pieces() -> None:
-    rng = np.random.default_rng(0)
-    batches = [make_pieces(rng.integers(3, 200, size=10).tolist()) for _ in range(200)]
-    arrived = 0
-
-    def stream() -> Iterator[list[Piece]]:
-        nonlocal arrived
-        for batch in batches:
-            arrived += len(batch)
-            yield batch
-
-    placed = 0
-    for row in best_fit(stream(), 256, window=64):
-        assert arrived - placed <= 64 - 1 + 10  # the window, plus the batch that filled it
-        placed += len(row)
-        assert sum(p.size for p in row) <= 256
-    assert placed == 2000
-
-
-def test_greedy_keeps_stream_order() -> None:
-    rows = list(greedy([make_pieces([30, 30]), make_pieces([10, 40, 20])], 64))
-    assert [[p.source for p in row] for row in rows] == [["p0", "p1"], ["p0", "p1"], ["p2"]]
 
 
 def test_subset_weights_repeat_and_subsample(tmp_path: Path, plain: int) -> None:

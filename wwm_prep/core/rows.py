@@ -2,8 +2,8 @@
 
 A sequence row holds *pieces* back to back from position 0, each `<CLS> … <SEP>`; its `doc_lengths` are the
 pieces' lengths (the two specials included), and the rest of the row is `<PAD>`. Pack writes rows by this
-layout; the collator, the model, stats and inspect read them back by it. Every position is computed for a
-whole batch of rows at once, on the flattened `rows × seq_len` array.
+layout; the collator, the model (`segments_and_positions`), stats and inspect read them back by it. Every
+position is computed for a whole batch of rows at once, on the flattened `rows × seq_len` array.
 
 Each piece's provenance, in `doc_sources`, is `subset:source:line:k/n`, with `@copy` after it for the extra
 passes that a subset weight above 1 makes: piece k of the n pieces of the document at `line` of `source`.
@@ -22,6 +22,7 @@ import numpy as np
 
 from wwm_prep.core.arrays import offsets_of
 
+DocLengths = Sequence[Sequence[int]] | np.ndarray | None  # per row, the lengths of its pieces
 #: A `doc_sources` entry; every group is named, so that Arrow's `extract_regex` can take it whole.
 SOURCE_PATTERN = r"^(?P<subset>[^:]*):(?P<source>.*):(?P<line>\d+):(?P<k>\d+)/(?P<n>\d+)(?:@(?P<copy>\d+))?$"
 #: Pattern and replacement that turn a piece's entry into its document's (k/n dropped, the copy kept).
@@ -169,6 +170,42 @@ class RowLayout:
         position_ids = np.arange(self.rows * self.seq_len, dtype=np.int64)
         position_ids -= np.repeat(edges[:-1], segments)
         return edges, position_ids
+
+
+def segments_and_positions(input_ids: np.ndarray, attention_mask: np.ndarray | None = None,
+                           position_ids: np.ndarray | None = None,
+                           doc_lengths: DocLengths = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per token: which piece it belongs to (-1 = padding) and its RoPE position.
+
+    Pieces come from `doc_lengths` (per row; tokens past their sum are padding), else from
+    `position_ids` (a piece starts wherever the position does not follow the previous one, as
+    in a collator's output), else the whole row is one piece. `attention_mask` == 0 marks
+    padding in every case. Positions are `position_ids` if given, else restart at each piece
+    (0 in padding).
+    """
+    b, n = input_ids.shape
+    seg = np.zeros((b, n), dtype=np.int64)
+    if doc_lengths is not None:
+        if len(doc_lengths) != b:
+            raise ValueError(f"doc_lengths has {len(doc_lengths)} rows, input_ids {b}")
+        layout = RowLayout.of(doc_lengths, n)
+        seg = layout.piece_index().reshape(b, n)
+        pos = np.where(seg >= 0, layout.segments()[1].reshape(b, n), 0)
+    elif position_ids is not None:
+        pos = np.asarray(position_ids, dtype=np.int64).reshape(b, n)
+        starts = np.ones((b, n), dtype=bool)
+        starts[:, 1:] = pos[:, 1:] != pos[:, :-1] + 1
+        seg = np.cumsum(starts, axis=1) - 1
+    else:
+        pos = np.broadcast_to(np.arange(n), (b, n)).copy()
+    if attention_mask is not None:
+        keep = np.asarray(attention_mask).reshape(b, n) != 0
+        seg = np.where(keep, seg, -1)
+        if position_ids is None and doc_lengths is None:  # left padding: count only real tokens
+            pos = np.maximum(np.cumsum(keep, axis=1) - 1, 0)
+    if position_ids is not None:
+        pos = np.asarray(position_ids, dtype=np.int64).reshape(b, n)
+    return seg, pos
 
 
 def _numpy(x: Any) -> Any:
