@@ -387,22 +387,15 @@ def test_cli_pack_prints_a_summary_and_exits_2_on_mistakes(tmp_path: Path, plain
 
 A_STRATEGY = """
 from wwm_prep.pipeline.strategies.base import Strategy, StrategyOption
+from wwm_prep.pipeline.strategies.greedy import greedy
 
 
 def at_most(batches, seq_len, most):
-    row, room = [], seq_len
-    for batch in batches:
-        for piece in batch:
-            if piece.size > room or len(row) == most:
-                yield row
-                row, room = [], seq_len
-            row.append(piece)
-            room -= piece.size
-    if row:
-        yield row
+    for row in greedy(batches, seq_len):
+        yield from (row[at : at + most] for at in range(0, len(row), most))
 
 
-STRATEGY = Strategy("at-most", "next-fit, at most --most pieces a row", at_most,
+STRATEGY = Strategy("at-most", "greedy, at most --most pieces a row", at_most,
                     (StrategyOption("most", "pieces a row at most", 3),))
 """
 

@@ -145,6 +145,13 @@ def print_pack_summary(manifest: Any, out: Path) -> None:
                    "(give it with --tokenizer to prefer sentence ends)")
 
 
+def with_options(options: list[Callable[[Any], Any]], command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command` with click's `options`, listed in the order `--help` shows them."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `pack`, shared by `prepare`: defaults are `PackConfig`'s, strategies and their options the
     registry's."""
@@ -166,9 +173,7 @@ def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           "(default: one per ~67 M tokens, at most one per document shard). The rows depend on it, "
                           "never on --workers."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(options, command)
 
 
 def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -194,9 +199,7 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Also record each input file's sha256 and, on a rerun, redo a unit whose sha256 differs "
                           "(default: its size and modification time are compared)."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(options, command)
 
 
 def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -222,9 +225,7 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           "run on this host is taken over at once)."),
         click.option("--quiet", is_flag=True, help="No progress bar or per-unit lines; only the summary."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(options, command)
 
 
 def segment_config(values: Mapping[str, Any], run: RunOptions) -> SegmentConfig:

@@ -8,14 +8,13 @@ checks and what a partition's report records all come from the registry. Strateg
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.plugins import defined_in
 
 if TYPE_CHECKING:
     from wwm_prep.pipeline.packing import Piece
@@ -68,12 +67,7 @@ def strategies() -> dict[str, Strategy]:
     """Every strategy, by name (in name order)."""
     from wwm_prep.pipeline import strategies as package
 
-    found = {}
-    for module in pkgutil.iter_modules(package.__path__):
-        strategy = getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "STRATEGY", None)
-        if isinstance(strategy, Strategy):
-            found[strategy.name] = strategy
-    return dict(sorted(found.items()))
+    return defined_in(package, "STRATEGY", Strategy)
 
 
 def strategy(name: str) -> Strategy:
