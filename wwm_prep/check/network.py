@@ -299,7 +299,7 @@ def layer(x: np.ndarray, model: Model, i: int, seg: np.ndarray, cos: np.ndarray,
     return x + mlp(h, w).reshape(b, n, hidden)
 
 
-# --------------------------------------------------------------------------- the model (its pieces and positions: core.rows)
+# --------------------------------------------------------------------------- the model (pieces, positions: core.rows)
 
 
 def _as_batch(input_ids: np.ndarray) -> np.ndarray:

@@ -15,8 +15,9 @@ import click
 
 from wwm_prep.commands import interrupts
 from wwm_prep.commands.base import CACHE_OPTION, LOCATION, TOKENIZER_HELP, echo_rows, user_errors
-from wwm_prep.pipeline.config import PackConfig, RunOptions, SegmentConfig, default, from_values
-from wwm_prep.pipeline.strategies.base import owner, strategies, strategy, strategy_options
+from wwm_prep.pipeline.config import (PackConfig, RunOptions, SegmentConfig, default, from_values,
+                                      parse_subset_weights)
+from wwm_prep.pipeline.strategies.base import every_option, owner, strategies
 
 DICT_HELP = (
     "Dictionary: a registered name (see `wwm-prep dict list`), a MeCab text or binary dictionary directory, "
@@ -161,7 +162,7 @@ def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--strategy", type=click.Choice(list(strategies())), default=default(PackConfig, "strategy"),
                      show_default=True, help="; ".join(f"{s.name}: {s.help}" for s in strategies().values()) + "."),
         *[click.option(f"--{o.name}", o.key, type=int, default=o.default, show_default=True,
-                       help=f"{owner(o.key).name}: {o.help}.") for o in strategy_options().values()],
+                       help=f"{owner(o.key).name}: {o.help}.") for o in every_option().values()],
         click.option("--seed", type=int, default=default(PackConfig, "seed"), show_default=True,
                      help="Seed of the interleaving of inputs, the subsampling and the shuffling of rows."),
         click.option("--subset-weights",
@@ -205,7 +206,7 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """How a run shares work with others (array slices, concurrent runs on one output): `segment`, `pack`, `prepare`."""
     options = [
-        click.option("--workers", type=click.IntRange(min=1), default=None,
+        click.option("--workers", type=click.IntRange(min=1), default=default(RunOptions, "workers"),
                      help="Worker processes (default: the machine's cores); one unit (an input file, a packing "
                           "partition) at a time each."),
         click.option("--executor", type=click.Choice(["local", "ray"]), default=default(RunOptions, "executor"),
@@ -248,11 +249,8 @@ def subset_names(text: str | None) -> tuple[str, ...] | None:
 
 def pack_config(values: Mapping[str, Any], tokenizer: Path | None = None) -> PackConfig:
     """The PackConfig of `pack_options`' values (read by name); checked before any long step."""
-    from wwm_prep.pipeline.config import parse_subset_weights
-
-    chosen = strategy(values["strategy"])
     return from_values(PackConfig, values, subset_weights=parse_subset_weights(values["subset_weights"]),
-                       strategy_options={o.key: values[o.key] for o in chosen.options}, tokenizer=tokenizer)
+                       strategy_options={key: values[key] for key in every_option()}, tokenizer=tokenizer)
 
 
 def run_segment_command(inputs: tuple[str, ...], out: Path, config: SegmentConfig, run: RunOptions) -> Any:

@@ -133,7 +133,7 @@ class MaskingOptions:
 
     @classmethod
     def of(cls, tokenizer: Any = None, **given: Any) -> MaskingOptions:
-        """The options of a collator's keywords: the token ids not given are read from `tokenizer` (none: llm-jp v3's)."""
+        """A collator's keywords checked; the token ids not given are read from `tokenizer` (none: llm-jp v3's)."""
         if unknown := sorted(set(given) - {f.name for f in keywords()}):
             raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
         ids = token_ids(tokenizer, **{key: given.pop(key, None) for key in LLMJP_V3_SPECIALS})

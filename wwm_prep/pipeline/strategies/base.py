@@ -78,7 +78,7 @@ def strategy(name: str) -> Strategy:
     return found[name]
 
 
-def strategy_options() -> dict[str, StrategyOption]:
+def every_option() -> dict[str, StrategyOption]:
     """The options of every strategy by key (`window`), for the command line: each belongs to one strategy."""
     return {option.key: option for s in strategies().values() for option in s.options}
 
