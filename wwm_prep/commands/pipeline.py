@@ -74,6 +74,8 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
     rows += [("files done", len({u["source"] for u in manifest.units.values()})), ("chunks done", len(manifest.units))]
     click.echo(f"segment → {out}")
     echo_rows(rows, 18, 14)
+    if manifest.done_here is not None and len(manifest.done_here) < len(manifest.units):
+        echo_own_share(manifest)
     echo_used(manifest.config)
     if totals["rejects"]:
         top = ", ".join(f"{reason} ({n:,})" for reason, n in reject_reasons(manifest)[:3])
@@ -83,6 +85,14 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
     if len(manifest.missing) > len(manifest.failed):
         click.echo(f"  {len(manifest.missing) - len(manifest.failed)} input file(s) are left to other array slices or "
                    "to the runs that hold them; the run that completes the last one writes the complete manifest")
+
+
+def echo_own_share(manifest: Any) -> None:
+    """What this run did itself, where earlier or overlapping runs did the rest: the table counts the output."""
+    own = [manifest.units[name] for name in sorted(manifest.done_here)]
+    click.echo(f"  this run did {len(own)} of the {len(manifest.units)} chunks above: "
+               f"{sum(u['documents'] for u in own):,} documents, {sum(u['tokens'] for u in own):,} tokens; "
+               "the rest were done by earlier or overlapping runs")
 
 
 def echo_used(config: Any) -> None:
@@ -184,8 +194,6 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dict", "dictionary", help=DICT_HELP),
         click.option("--tokenizer", type=LOCATION, help=TOKENIZER_HELP),
         CACHE_OPTION,
-        click.option("--overwrite", is_flag=True,
-                     help="Redo all units, even if the output was made with another configuration."),
         click.option("--split-lines", is_flag=True,
                      help="Give vibrato one line at a time, as MeCab's and vibrato's command-line tools read text "
                           "(default: whole documents). Recorded in the manifest."),
@@ -224,17 +232,22 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      default=default(RunOptions, "claim_timeout"), show_default=True,
                      help="Seconds after which a unit claimed by a silent run on another host is taken over (a dead "
                           "run on this host is taken over at once)."),
+        click.option("--overwrite", is_flag=True, default=default(RunOptions, "overwrite"),
+                     help="First remove all that earlier runs made in --out (shards, rejects, reports, manifest), "
+                          "then start again; without it, --out made by another stage, from other inputs or with "
+                          "another configuration is refused. Never empties a directory wwm-prep did not write."),
         click.option("--quiet", is_flag=True, help="No progress bar or per-unit lines; only the summary."),
     ]
     return with_options(options, command)
 
 
 def segment_config(values: Mapping[str, Any], run: RunOptions) -> SegmentConfig:
-    """The SegmentConfig of `segment_options`' values (read by name, nothing taken out)."""
+    """The SegmentConfig of `segment_options`' values (read by name, nothing taken out), with the run's overwrite and
+    claim timeout."""
     tokenizer = values["tokenizer"]
     return from_values(SegmentConfig, values, tokenizer=str(tokenizer) if tokenizer else None,
                        subsets=subset_names(values["subsets"]), cache=values["cache_dir"],
-                       claim_timeout=run.claim_timeout)
+                       overwrite=run.overwrite, claim_timeout=run.claim_timeout)
 
 
 def subset_names(text: str | None) -> tuple[str, ...] | None:
@@ -330,7 +343,7 @@ def run_pack_command(docs_dir: Path, out: Path, config: PackConfig, run: RunOpti
 
     executor, part = run.executor_and_slice()
     return run_pack(docs_dir, out, config, executor=executor, part=part, claim_timeout=run.claim_timeout,
-                    quiet=run.quiet)
+                    overwrite=run.overwrite, quiet=run.quiet)
 
 
 @click.command()
@@ -376,7 +389,7 @@ def demo(out: Path) -> None:
     print_segment_summary(manifest, out / "documents")
     if manifest.failed:
         sys.exit(1)
-    packed = run_pack(out / "documents", out / "sequences", PackConfig(seq_len=DEMO_SEQ_LEN))
+    packed = run_pack(out / "documents", out / "sequences", PackConfig(seq_len=DEMO_SEQ_LEN), overwrite=True)
     interrupts.completed()
     print_pack_summary(packed, out / "sequences")
     next_steps(*sequence_steps(out / "sequences"))

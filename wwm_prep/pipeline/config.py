@@ -113,6 +113,7 @@ class RunOptions:
     num_shards: int = 1
     shard_index: int = 0
     claim_timeout: float = DEFAULT_TIMEOUT
+    overwrite: bool = False  # first remove what earlier runs made in the output, then start again
     quiet: bool = False
 
     def executor_and_slice(self) -> tuple[Any, Any]:
