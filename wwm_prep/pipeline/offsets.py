@@ -14,15 +14,10 @@ from itertools import chain
 
 import numpy as np
 
+from wwm_prep.core.arrays import offsets_of
 from wwm_prep.pipeline.align import Aligned, group_starts
 
 _SPACE_CODEPOINTS = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
-
-
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=out[1:])
-    return out
 
 
 def codepoints(text: str) -> np.ndarray:
@@ -42,8 +37,8 @@ def word_boundaries(points: np.ndarray, doc_chars: np.ndarray, surfaces: list[li
     doc_kept = np.searchsorted(kept, doc_chars)
     word_counts = np.fromiter(map(len, surfaces), dtype=np.int64, count=len(surfaces))
     lengths = np.fromiter(map(len, chain.from_iterable(surfaces)), dtype=np.int64, count=int(word_counts.sum()))
-    ends = _offsets(lengths)
-    doc_words = _offsets(word_counts)
+    ends = offsets_of(lengths)
+    doc_words = offsets_of(word_counts)
     ok = np.diff(ends[doc_words]) == np.diff(doc_kept)
     base = np.repeat(doc_kept[:-1] - ends[doc_words[:-1]], word_counts)  # each document from its own start
     first, last = ends[:-1] + base, ends[1:] + base - 1
@@ -61,12 +56,12 @@ def span_groups(points: np.ndarray, boundary: np.ndarray, starts: np.ndarray, en
     n = len(points)
     starts = np.clip(starts, 0, n)
     ends = np.clip(ends, starts, n)
-    seen = _offsets(boundary)  # seen[k]: boundaries at positions < k
+    seen = offsets_of(boundary)  # seen[k]: boundaries at positions < k
     prev_end = np.empty_like(ends)
     prev_end[0:1] = 0
     prev_end[1:] = ends[:-1]
     new = (prev_end <= starts) & (seen[starts + 1] > seen[np.minimum(prev_end, starts)])
-    solid = _offsets(~np.isin(points, _SPACE_CODEPOINTS))
+    solid = offsets_of(~np.isin(points, _SPACE_CODEPOINTS))
     blank = solid[ends] == solid[starts]  # only whitespace, or no character at all
     return group_starts(new, blank, doc_tokens).view(np.uint8)
 
@@ -76,9 +71,9 @@ def align_spans(texts: list[str], ids: list[list[int]], surfaces: list[list[str]
     """Whole-word groups of a batch from the tokens' character offsets (per document, end to end) and vibrato's
     surfaces. Documents whose surfaces do not tile their text are listed in `misaligned` (see `align_words`)."""
     points = codepoints("".join(texts))
-    doc_chars = _offsets(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    doc_chars = offsets_of(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
     token_counts = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-    doc_tokens = _offsets(token_counts)
+    doc_tokens = offsets_of(token_counts)
     flat_ids = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(doc_tokens[-1]))
     boundary, misaligned = word_boundaries(points, doc_chars, surfaces, skipped)
     at = np.repeat(doc_chars[:-1], token_counts)
