@@ -171,6 +171,32 @@ def write_jsonl_gz(path: Path, lines: list[bytes]) -> Path:
     return path
 
 
+def write_parquet(path: Path, texts: list[str | bytes | None], column: str = "text", rows_per_group: int = 5,
+                  **more: list[Any]) -> Path:
+    """`texts` as a Parquet file of string column `column` (bytes stand for text that is not valid UTF-8, which
+    pyarrow's writer does not check), in row groups of `rows_per_group` rows; `more` are further columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    binary = pa.array([t.encode("utf-8") if isinstance(t, str) else t for t in texts], type=pa.binary())
+    values = pa.Array.from_buffers(pa.string(), len(binary), binary.buffers(), binary.null_count)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({column: values, **more}), path, row_group_size=rows_per_group)
+    return path
+
+
+def parquet_texts(lines: list[bytes]) -> list[str | bytes | None]:
+    """JSON lines as Parquet rows, one per line, so a row's number is its line's: a record's text, "" for a blank
+    line, None for a null text, and a line that is no JSON as bytes that are no UTF-8 (both then rejects)."""
+    texts: list[str | bytes | None] = []
+    for line in lines:
+        try:
+            texts.append(json.loads(line)["text"] if line.strip() else "")
+        except ValueError:
+            texts.append(b"\xff" + line)
+    return texts
+
+
 @pytest.fixture(scope="session")
 def ja_sequences(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_jp_tokenizer_path: Path) -> dict[int, Path]:
     """ja-sample segmented once (unidic-lite, a real UniDic; llm-jp v3.0b1 tokenizer) and packed by

@@ -1,6 +1,7 @@
 """Chunks: one large input file cut into units of bounded size gives the same bytes however it is run, the same
 documents as the file taken whole, exact provenance, and a rerun redoes only what an interruption or a change
-left undone. Each test runs on a .jsonl.gz, a .jsonl.zst of several frames and a plain .jsonl."""
+left undone. Each test runs on a .jsonl.gz, a .jsonl.zst of several frames, a plain .jsonl and a .parquet of
+small row groups (its rows the lines, so that line numbers agree)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.conftest import kill_at_work, run, start_segment
+from tests.conftest import kill_at_work, parquet_texts, run, start_segment, write_parquet
 from wwm_prep.core.resources import resource
 from wwm_prep.core.shards import load_schema, read_batches
 
 SAMPLE_FILE = resource("sample", "corpus", "ja", "ja_wiki", "train_0.jsonl.gz")
 CHUNK = 32 << 10  # bytes of text per chunk in these tests
-FORMATS = ("jsonl.gz", "jsonl.zst", "jsonl")
+FORMATS = ("jsonl.gz", "jsonl.zst", "jsonl", "parquet")
 COLUMNS = ("input_ids", "word_starts", "source", "line")
 
 
@@ -33,9 +34,12 @@ def text_of(copies: int) -> bytes:
 
 
 def write(path: Path, text: bytes) -> Path:
-    """`text` as the file `path`, compressed as its name says: zstd in frames of 20,000 bytes of text."""
+    """`text` as the file `path`, compressed as its name says: zstd in frames of 20,000 bytes of text; Parquet in
+    row groups of 4 rows, a line each."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.name.endswith(".gz"):
+    if path.name.endswith(".parquet"):
+        write_parquet(path, parquet_texts(text.splitlines()), rows_per_group=4)
+    elif path.name.endswith(".gz"):
         path.write_bytes(gzip.compress(text, mtime=0))
     elif path.name.endswith(".zst"):
         zstd = zstandard.ZstdCompressor()

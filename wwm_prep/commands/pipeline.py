@@ -178,6 +178,9 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--chunk-size", type=ByteSize(), default="64MiB", show_default=True,
                      help="Bytes of text per unit of work, about: a larger input file is cut at line ends into "
                           "chunks, each its own unit and shard (a file no larger keeps one shard named for it)."),
+        click.option("--text-column", default="text", show_default=True,
+                     help="The Parquet column (or JSON field) that holds each document's text. Recorded in the "
+                          "manifest."),
         click.option("--verify-inputs", is_flag=True,
                      help="Also record each input file's sha256 and, on a rerun, redo a unit whose sha256 differs "
                           "(default: its size and modification time are compared)."),
@@ -220,7 +223,8 @@ def segment_config(options: dict[str, Any]) -> Any:
                          subsets=subset_names(subsets), cache=options.pop("cache_dir"),
                          overwrite=options.pop("overwrite"), split_lines=options.pop("split_lines"),
                          vibrato_defaults=options.pop("vibrato_defaults"), verify_inputs=options.pop("verify_inputs"),
-                         claim_timeout=options["claim_timeout"], chunk_size=options.pop("chunk_size"))
+                         claim_timeout=options["claim_timeout"], chunk_size=options.pop("chunk_size"),
+                         text_column=options.pop("text_column"))
 
 
 def subset_names(text: str | None) -> tuple[str, ...] | None:
@@ -281,7 +285,8 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     """Segment corpus files into document shards with whole-word groups.
 
     INPUTS are llm-jp-corpus-v3 roots (holding ja/<subset>/), directories, files or globs of
-    .jsonl, .jsonl.gz or .jsonl.zst. A rerun skips the files already done.
+    .jsonl, .jsonl.gz, .jsonl.zst or .parquet, local or at URLs (s3://, hf://datasets/…). A rerun skips the
+    files already done.
     """
     manifest = run_segment_command(inputs, out, options)
     if manifest.complete and not manifest.failed and no_documents(manifest) is None:
