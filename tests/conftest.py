@@ -244,6 +244,29 @@ def ja_docs(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_jp_to
 
 
 @pytest.fixture(scope="session")
+def ja_parquet(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path) -> Path:
+    """ja-sample written as Parquet in its own layout, a row per line (so rows and lines agree), the text in a
+    column named `content`, in row groups of 400 rows: several per file."""
+    root = tmp_path_factory.mktemp("ja-parquet")
+    for path in sorted(ja_sample.rglob("*.jsonl.gz")):
+        target = root / path.relative_to(ja_sample).as_posix().replace(".jsonl.gz", ".parquet")
+        write_parquet(target, parquet_texts(gzip.decompress(path.read_bytes()).splitlines()), "content", 400)
+    return root
+
+
+@pytest.fixture(scope="session")
+def ja_parquet_docs(tmp_path_factory: pytest.TempPathFactory, ja_parquet: Path, llm_jp_tokenizer_path: Path) -> Path:
+    """ja-sample as Parquet segmented as `ja_docs` is, with --text-column content and chunks of 4 MiB."""
+    from wwm_prep.pipeline.segment import SegmentConfig, run_segment
+
+    out = tmp_path_factory.mktemp("ja-parquet-docs")
+    config = SegmentConfig(dictionary="tiny-ja", tokenizer=str(llm_jp_tokenizer_path), text_column="content",
+                           chunk_size=4 << 20)
+    run_segment([str(ja_parquet)], out, config, quiet=True)
+    return out
+
+
+@pytest.fixture(scope="session")
 def ja_pack(tmp_path_factory: pytest.TempPathFactory, ja_docs: Path) -> Callable[..., Path]:
     """Pack ja-sample with the given options, once per distinct set of options."""
     from wwm_prep.pipeline.pack import PackConfig, run_pack
