@@ -185,7 +185,8 @@ def test_a_parquet_corpus_on_s3_gives_the_bytes_of_the_local_one(s3: s3fs.S3File
 
     root = sample_as_parquet(tmp_path / "corpus", "content")
     s3.put(str(root), f"{BUCKET}/parquet", recursive=True)
-    args = ["--dict", "tiny-ja", "--text-column", "content", "--chunk-size", "16KiB", "--workers", "2"]
+    args = ["--dict", "tiny-ja", "--text-column", "content", "--chunk-size", "16KiB", "--workers", "2",
+            "--subsets", "ja_wiki,kaken"]
     assert run("segment", str(root), "--out", str(tmp_path / "local"), *args)[0] == 0
     code, output = run("segment", f"s3://{BUCKET}/parquet", "--out", str(tmp_path / "remote"), *args)
     assert code == 0, output

@@ -18,7 +18,7 @@ from tests.conftest import parquet_texts, run, write_parquet
 from wwm_prep.core.resources import resource
 from wwm_prep.core.shards import load_schema, read_batches
 from wwm_prep.pipeline import parquet
-from wwm_prep.pipeline.corpus import Document, Reject, discover
+from wwm_prep.pipeline.corpus import Document, Reject, discover, parse_record
 from wwm_prep.pipeline.parquet import ParquetReader
 
 SAMPLE = resource("sample", "corpus")
@@ -62,9 +62,9 @@ def segment(*args: str) -> str:
 
 def test_a_parquet_corpus_gives_the_documents_of_its_json_lines(tmp_path: Path) -> None:
     corpus = sample_as_parquet(tmp_path / "corpus", "content")
-    segment(str(SAMPLE), "--out", str(tmp_path / "jsonl"))
+    segment(str(SAMPLE), "--out", str(tmp_path / "jsonl"), "--subsets", "ja_wiki,kaken")
     output = segment(str(corpus), "--out", str(tmp_path / "parquet"), "--text-column", "content",
-                     "--chunk-size", "8KiB")
+                     "--chunk-size", "8KiB", "--subsets", "ja_wiki,kaken")
     expected = documents(tmp_path / "jsonl")
     assert expected and documents(tmp_path / "parquet") == expected
     assert "chunk 2/" in output  # several row groups make several units
@@ -72,7 +72,8 @@ def test_a_parquet_corpus_gives_the_documents_of_its_json_lines(tmp_path: Path) 
     assert manifest["config"]["text_column"] == "content"
     assert "text_column" not in json.loads((tmp_path / "jsonl" / "manifest.json").read_text())["config"]
 
-    code, output = run("segment", str(corpus), "--out", str(tmp_path / "parquet"), "--dict", "tiny-ja")
+    code, output = run("segment", str(corpus), "--out", str(tmp_path / "parquet"), "--dict", "tiny-ja",
+                       "--subsets", "ja_wiki,kaken")
     assert code == 2 and "text_column: content → text" in output  # another column is another output
 
 
@@ -189,29 +190,24 @@ def test_a_changed_parquet_file_is_redone_and_verify_inputs_catches_an_edit_that
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["totals"]["documents"] == 3
 
 
-class _LocalHub:
+def local_hub(root: Path) -> type:
     """A stand-in for `hf://` (huggingface_hub's HfFileSystem) over a local directory: `datasets/ORG/NAME/…` is
     `root/ORG/NAME/…`. It checks wwm-prep's handling of hf:// URLs, not the Hub's API."""
+    from fsspec.implementations.dirfs import DirFileSystem
+    from fsspec.implementations.local import LocalFileSystem
 
-    root: Path
+    class LocalHub(DirFileSystem):
+        protocol = "hf"
+        sep = "/"  # a class attribute, as universal_pathlib reads it (DirFileSystem makes it a property)
 
-    @classmethod
-    def make(cls, root: Path) -> type:
-        from fsspec.implementations.dirfs import DirFileSystem
-        from fsspec.implementations.local import LocalFileSystem
+        def __init__(self, **options: object) -> None:
+            super().__init__(path=str(root), fs=LocalFileSystem(), **options)
 
-        class LocalHub(DirFileSystem):
-            protocol = "hf"
-            sep = "/"  # a class attribute, as universal_pathlib reads it (DirFileSystem makes it a property)
+        @classmethod
+        def _strip_protocol(cls, path: str) -> str:
+            return path.removeprefix("hf://").removeprefix("datasets/").rstrip("/")
 
-            def __init__(self, **options: object) -> None:
-                super().__init__(path=str(root), fs=LocalFileSystem(), **options)
-
-            @classmethod
-            def _strip_protocol(cls, path: str) -> str:
-                return path.removeprefix("hf://").removeprefix("datasets/").rstrip("/")
-
-        return LocalHub
+    return LocalHub
 
 
 def test_hf_dataset_urls_are_read_as_local_paths_are(tmp_path: Path) -> None:
@@ -221,18 +217,19 @@ def test_hf_dataset_urls_are_read_as_local_paths_are(tmp_path: Path) -> None:
     repo = tmp_path / "hub" / "llm-jp" / "corpus-parquet"
     sample_as_parquet(repo / "data", rows_per_group=7)
     previous = _registry.get("hf")
-    fsspec.register_implementation("hf", _LocalHub.make(tmp_path / "hub"), clobber=True)
+    fsspec.register_implementation("hf", local_hub(tmp_path / "hub"), clobber=True)
     try:
         url = "hf://datasets/llm-jp/corpus-parquet/data"
         assert [f.source for f in discover([f"{url}/ja/*/train_0.parquet"])] == ["ja/ja_wiki/train_0.parquet",
                                                                                  "ja/kaken/train_0.parquet"]
-        segment(url, "--out", str(tmp_path / "remote"), "--chunk-size", "8KiB")
+        assert len(discover([url])) == len(list((repo / "data").rglob("*.parquet"))) > 2
+        segment(f"{url}/ja/*/train_0.parquet", "--out", str(tmp_path / "remote"), "--chunk-size", "8KiB")
     finally:
         if previous is None:
             _registry.pop("hf", None)
         else:
             fsspec.register_implementation("hf", previous, clobber=True)
-    segment(str(repo / "data"), "--out", str(tmp_path / "local"), "--chunk-size", "8KiB")
+    segment(f"{repo}/data/ja/*/train_0.parquet", "--out", str(tmp_path / "local"), "--chunk-size", "8KiB")
     local = {p.name: p.read_bytes() for p in (tmp_path / "local").glob("*.arrow")}
     assert len(local) > 5 and {p.name: p.read_bytes() for p in (tmp_path / "remote").glob("*.arrow")} == local
 
@@ -241,3 +238,9 @@ def test_reader_numbers_rows_from_one_across_row_groups(tmp_path: Path) -> None:
     path = write_parquet(tmp_path / "a.parquet", ["一", None, "三"], rows_per_group=1)
     records = list(ParquetReader(path))
     assert [type(r) for r in records] == [Document, Reject, Document] and [r.line for r in records] == [1, 2, 3]
+
+
+def test_text_column_names_the_field_of_json_lines_too() -> None:
+    assert parse_record(3, '{"content": "本文", "text": 1}'.encode(), "content") == Document(3, "本文")
+    assert parse_record(3, b'{"content": null}', "content").reason == "'content' is null, not a string"
+    assert parse_record(3, '{"content": "本文"}'.encode()).reason == "no 'text' field"
