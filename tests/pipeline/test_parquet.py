@@ -6,6 +6,7 @@ hf:// URLs (against a local stand-in for the Hub: there is no network here)."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -207,6 +208,14 @@ def local_hub(root: Path) -> type:
         def _strip_protocol(cls, path: str) -> str:
             return path.removeprefix("hf://").removeprefix("datasets/").rstrip("/")
 
+        def info(self, path: str, **kwargs: object) -> dict:
+            """As the Hub's: no modification time, a blob id that changes with the content."""
+            found = super().info(path, **kwargs)
+            found.pop("mtime", None)
+            if found["type"] == "file":
+                found["blob_id"] = hashlib.sha1(self.cat_file(path)).hexdigest()
+            return found
+
     return LocalHub
 
 
@@ -232,6 +241,8 @@ def test_hf_dataset_urls_are_read_as_local_paths_are(tmp_path: Path) -> None:
     segment(f"{repo}/data/ja/*/train_0.parquet", "--out", str(tmp_path / "local"), "--chunk-size", "8KiB")
     local = {p.name: p.read_bytes() for p in (tmp_path / "local").glob("*.arrow")}
     assert len(local) > 5 and {p.name: p.read_bytes() for p in (tmp_path / "remote").glob("*.arrow")} == local
+    units = json.loads((tmp_path / "remote" / "manifest.json").read_text())["units"].values()
+    assert all(len(u["input"]["blob_id"]) == 40 for u in units)  # what says a file on the Hub has changed
 
 
 def test_reader_numbers_rows_from_one_across_row_groups(tmp_path: Path) -> None:
