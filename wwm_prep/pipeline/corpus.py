@@ -24,9 +24,10 @@ import zstandard
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.shards import load_schema
 from wwm_prep.core.storage import AnyPath, is_url, location, open_read, remote_errors
+from wwm_prep.pipeline.config import DEFAULT_TEXT_COLUMN
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
-TEXT = "text"  # the field (JSON lines) or column (Parquet) that holds a document's text, unless named otherwise
+TEXT = DEFAULT_TEXT_COLUMN  # the JSON field or Parquet column of the text, unless --text-column names another
 
 
 @dataclass(frozen=True)
