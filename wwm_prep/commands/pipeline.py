@@ -129,7 +129,8 @@ def no_documents(manifest: Any) -> str | None:
     if totals["rejects"]:
         reason, _ = reject_reasons(manifest)[0] if reject_reasons(manifest) else ("see rejects/", 0)
         return (f"no documents: every one of the {totals['rejects']:,} records was rejected (most often: {reason}); "
-                "llm-jp-corpus-v3 records are JSON objects with a \"text\" field")
+                "llm-jp-corpus-v3 records are JSON objects with a \"text\" field; name another field or Parquet "
+                "column with --text-column")
     return f"no documents: the input files hold none that is not empty ({totals['empty']:,} empty)"
 
 
