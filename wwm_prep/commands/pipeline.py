@@ -148,6 +148,9 @@ def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Seed of the interleaving of inputs, the subsampling and the shuffling of rows."),
         click.option("--subset-weights",
                      help="Repeat or subsample subsets, e.g. ja_wiki=2,kaken=0.5 (default 1 each)."),
+        click.option("--length-weights",
+                     help="Repeat or subsample documents by length in tokens, e.g. 0:0.5,4096:3: a document takes the "
+                          "weight of the largest bound it reaches (1 below them all); times its subset's weight."),
         click.option("--shard-rows", type=int, default=2048, show_default=True,
                      help="Rows per sequence shard; a shard is shuffled, and so held, in memory."),
         click.option("--partitions", type=int, default=None,
@@ -245,10 +248,12 @@ def executor_and_slice(options: dict[str, Any]) -> tuple[Any, Any]:
 
 def pack_config(options: dict[str, Any], tokenizer: Path | None = None) -> Any:
     """The PackConfig of `pack_options`' values (taken out of `options`); checked before any long step."""
+    from wwm_prep.core.lengths import LengthWeights
     from wwm_prep.pipeline.pack import PackConfig, parse_subset_weights
 
     return PackConfig(seq_len=options.pop("seq_len"), strategy=options.pop("strategy"), window=options.pop("window"),
                       seed=options.pop("seed"), subset_weights=parse_subset_weights(options.pop("subset_weights")),
+                      length_weights=LengthWeights.parse(options.pop("length_weights")),
                       shard_rows=options.pop("shard_rows"), tokenizer=tokenizer, partitions=options.pop("partitions"))
 
 
@@ -304,12 +309,20 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
 @click.option("--tokenizer", type=LOCATION,
               help="The documents' tokenizer model, if it is no longer where segment found it (checked by sha256); "
                    "used to cut long documents at sentence ends.")
+@click.option("--plan", is_flag=True,
+              help="Print what the weights will give (tokens by subset and by document length) and pack nothing.")
 @run_options
 @user_errors(interrupted=interrupts.RESUME)
-def pack(docs_dir: Path, out: Path, tokenizer: Path | None, **options: Any) -> None:
+def pack(docs_dir: Path, out: Path, tokenizer: Path | None, plan: bool, **options: Any) -> None:
     """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow.
 
     A rerun skips the partitions done and redoes those whose document shards changed."""
+    if plan:
+        from wwm_prep.pipeline.pack import plan_pack
+        from wwm_prep.view.report import format_plan
+
+        click.echo(format_plan(plan_pack(docs_dir, pack_config(options, tokenizer))))
+        return
     packed = run_pack_command(docs_dir, out, pack_config(options, tokenizer), options)
     if packed is not None:
         interrupts.completed()
