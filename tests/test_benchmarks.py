@@ -49,7 +49,7 @@ RUNS = {
                              json_keys=("long", "small", "big", "rss_ratio_big_small")),
     "bench_model.py": Smoke(expect=("tiny: ", "  mlm_loss (", "  forward to logits (")),
     "bench_pack.py": Smoke(expect=("ratio    pack / segment tokens per second", "--shard-rows 256",
-                                   "  4096: best-fit")),
+                                   "  4096: best-fit", "tokens per second with ÷ without")),
     "bench_pack_workers.py": Smoke(expect=("ratio      pack --workers 2 / --workers 1 throughput",
                                            "ratio      pack / segment tokens per second per worker")),
     "bench_ray_memory.py": Smoke(expect=("before  ", "after   ", "RATIO after / before: peak PSS"), needs=("ray",)),

@@ -75,7 +75,8 @@ class Partition:
 
 def shard_lengths(path: AnyPath) -> np.ndarray:
     """int64[documents]: the length in tokens of each document of a shard, from its list offsets alone."""
-    parts = [np.diff(batch.column("input_ids").offsets.to_numpy()) for batch in read_batches(path, load_schema("document"))]
+    batches = read_batches(path, load_schema("document"), mapped=True)
+    parts = [np.diff(batch.column("input_ids").offsets.to_numpy()) for batch in batches]
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
 
