@@ -151,3 +151,12 @@ def test_length_weights_multiply_subset_weights(tmp_path: Path) -> None:
     assert all(sorted(copies[("kaken", n)]) in ([0], [0, 1]) for n in range(300, 340)) and 8 <= len(again) <= 32
     plan = plan_pack(docs, config)
     assert plan["packed"]["kaken"]["documents"] == 80 + len(again) and plan["packed"]["ja_wiki"]["documents"] == 200
+
+
+def test_a_mistaken_spec_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    docs = write_documents(tmp_path / "docs", {"kaken": [([300] * 50, [1] * 50)]})
+    for spec in ("4096", "0:0.5,0:3", "0:-1"):
+        code, output = run("pack", str(docs), "--out", str(tmp_path / "out"), "--seq-len", "256",
+                           "--length-weights", spec)
+        assert code == 2 and "length weights" in output and "Traceback" not in output, output
+        assert not (tmp_path / "out").exists()
