@@ -83,6 +83,7 @@ def test_long_documents_are_packed_three_times_and_about_half_the_others_once(ja
     manifest = json.loads((weighted["p1"] / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["config"]["length_weights"] == [[0, 0.5], [4096, 3.0]]
     assert manifest["totals"]["documents"] == 3 * len(long) + len(taken)
+    assert manifest["totals"]["dropped_documents"] == len(short) - len(taken)
 
 
 @pytest.mark.shared

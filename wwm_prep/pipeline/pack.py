@@ -192,7 +192,8 @@ def _pieces(source: Source, batch: pa.RecordBatch, keep: np.ndarray, capacity: i
     docs = np.flatnonzero(keep & (lengths > 0))
     tokens = int(lengths[docs].sum())
     counts["documents"] += len(docs)
-    counts["dropped_documents"] += int(np.count_nonzero(~keep))
+    if source.copy == 0:  # left out by the weights: not packed at all (a later pass not copying it drops nothing)
+        counts["dropped_documents"] += int(np.count_nonzero(~keep))
     counts["tokens"] += tokens
     subsets[source.subset]["documents"] += len(docs)
     subsets[source.subset]["tokens"] += tokens
