@@ -148,6 +148,13 @@ def start_segment(corpus: Path, out: Path, *more: str, **popen: Any) -> subproce
                          **popen)
 
 
+def tree(root: Path) -> dict[str, str]:
+    """Every file under `root` (hidden ones too) by relative path, with its sha256: equal means byte for byte."""
+    from wwm_prep.core.files import sha256_file
+
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def units_done(out: Path) -> int:
     return len(list((out / "units").glob("*.json")))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import big_corpus, freeze_when, held_at_work, run, start_segment
+from tests.conftest import big_corpus, freeze_when, held_at_work, run, start_segment, tree
 from wwm_prep.core.resources import resource
 
 SAMPLE = resource("sample", "corpus")
@@ -77,3 +77,139 @@ def test_pack_on_documents_a_segment_run_is_still_writing_says_so(tmp_path: Path
     finally:
         proc.kill()
         proc.communicate(timeout=60)
+
+
+# ------------------------------------------------------------------ one output, one run: resume, refuse, overwrite
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The bundled sample segmented (tiny-ja) and packed into 256-token rows, and its kaken subset alone as a second
+    corpus: outputs that each test copies before it tries a mistake on them."""
+    root = tmp_path_factory.mktemp("outputs")
+    other = root / "c1"
+    shutil.copytree(SAMPLE / "ja" / "kaken", other / "ja" / "kaken")
+    assert run("segment", str(SAMPLE), "--out", str(root / "docs"), "--dict", "tiny-ja")[0] == 0
+    assert run("pack", str(root / "docs"), "--out", str(root / "seq"), "--seq-len", "256")[0] == 0
+    return {"docs": root / "docs", "seq": root / "seq", "c1": other}
+
+
+def copy(made: dict[str, Path], name: str, to: Path) -> Path:
+    shutil.copytree(made[name], to)
+    return to
+
+
+def refused(args: tuple[str, ...], out: Path, *said: str) -> str:
+    """Run `wwm-prep ARGS`: it must exit 2 with one line that says each of `said`, and leave `out` as it was."""
+    before = tree(out)
+    code, output = run(*args)
+    assert code == 2 and "Traceback" not in output and all(s in output for s in said), output
+    assert tree(out) == before
+    return output
+
+
+def unlisted(out: Path) -> set[str]:
+    """Shards in `out` that its manifest does not list."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = ({u["shard"] for u in manifest["units"].values()} if manifest["kind"] == "documents"
+              else {s["file"] for s in manifest["shards"]})
+    return {p.name for p in out.glob("*.arrow")} - listed
+
+
+def test_1_segment_into_a_pack_output_or_a_foreign_directory_is_refused(made: dict[str, Path], tmp_path: Path) -> None:
+    seq = copy(made, "seq", tmp_path / "o_seq")
+    segment = ("segment", str(SAMPLE), "--dict", "tiny-ja", "--out", str(seq))
+    refused(segment, seq, "holds the output of `wwm-prep pack`", "stage: pack → segment", "--overwrite")
+    code, output = run(*segment, "--overwrite")  # replaced whole: nothing of the pack is left beside it
+    assert code == 0 and "--overwrite: removed" in output
+    assert not list(seq.glob("sequences-*")) and not unlisted(seq)
+    assert json.loads((seq / "manifest.json").read_text())["kind"] == "documents"
+
+    mydata = tmp_path / "mydata"
+    mydata.mkdir()
+    (mydata / "manifest.json").write_text('{"my": "own"}')
+    for more in ((), ("--overwrite",)):
+        refused(("segment", str(SAMPLE), "--dict", "tiny-ja", "--out", str(mydata), *more), mydata,
+                "holds files wwm-prep did not write (manifest.json)")
+    (mydata / "manifest.json").unlink()
+    (mydata / "notes.txt").write_text("mine")
+    output = refused(("segment", str(SAMPLE), "--dict", "tiny-ja", "--out", str(mydata), "--overwrite"), mydata,
+                     "notes.txt")
+    assert "--overwrite never empties a directory wwm-prep did not write" in output
+
+
+def test_2_segment_of_another_corpus_is_refused_and_overwrite_leaves_no_stale_shard(made: dict[str, Path],
+                                                                                     tmp_path: Path) -> None:
+    docs = copy(made, "docs", tmp_path / "o_docs")
+    c1 = ("segment", str(made["c1"]), "--dict", "tiny-ja", "--out", str(docs))
+    refused(c1, docs, "was made from other inputs", f"not among this run's: {SAMPLE}")
+    refused((*c1, "--vibrato-defaults"), docs, "from other inputs and with another configuration",
+            "ignore_space: True → False")
+    code, output = run(*c1, "--vibrato-defaults", "--overwrite")
+    assert code == 0 and "--overwrite: removed" in output
+    manifest = json.loads((docs / "manifest.json").read_text())
+    assert sorted(u["source"] for u in manifest["units"].values()) == ["ja/kaken/train_0.jsonl.gz"]
+    assert not unlisted(docs) and sorted(p.name for p in docs.glob("*.arrow")) == ["kaken--train_0.arrow"]
+    assert run("stats", str(docs))[0] == 0
+
+
+def test_2_adding_subsets_is_supported_and_dropping_one_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "docs"
+    some = ("segment", str(SAMPLE), "--dict", "tiny-ja", "--out", str(out), "--subsets")
+    assert run(*some, "ja_wiki")[0] == 0
+    code, output = run(*some, "ja_wiki,kaken")
+    assert code == 0 and "skip ja/ja_wiki/train_0.jsonl.gz: already done" in output
+    assert "adding 1 input file(s)" in output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {u["subset"] for u in manifest["units"].values()} == {"ja_wiki", "kaken"} and manifest["complete"]
+    refused((*some, "ja_wiki"), out, "not among this run's:", "kaken", "--overwrite")
+
+
+def test_3_pack_of_other_documents_or_options_is_refused_and_overwrite_replaces_it(made: dict[str, Path],
+                                                                                   tmp_path: Path) -> None:
+    seq = copy(made, "seq", tmp_path / "seqX")
+    other_docs = tmp_path / "c1.docs"
+    assert run("segment", str(made["c1"]), "--dict", "tiny-ja", "--out", str(other_docs))[0] == 0
+    refused(("pack", str(other_docs), "--out", str(seq), "--seq-len", "256"), seq, "from other inputs",
+            f"{made['docs']} → {other_docs}")
+    refused(("pack", str(made["docs"]), "--out", str(seq), "--seq-len", "128"), seq, "another configuration",
+            "seq_len: 256 → 128", "--overwrite")
+    code, output = run("pack", str(made["docs"]), "--out", str(seq), "--seq-len", "256")
+    assert code == 0 and "already done" in output  # the same pack resumes
+    code, output = run("pack", str(other_docs), "--out", str(seq), "--seq-len", "128", "--overwrite")
+    assert code == 0 and not unlisted(seq)
+    assert json.loads((seq / "manifest.json").read_text())["config"]["seq_len"] == 128
+
+
+def test_5_errors_create_no_output_directory(made: dict[str, Path], tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model")
+    for args in (("segment", str(SAMPLE), "--tokenizer", str(notes)), ("segment", str(tmp_path / "missing")),
+                 ("segment", str(SAMPLE), "--dict", "no-such-dictionary"),
+                 ("pack", str(tmp_path / "missing"), "--seq-len", "256"),
+                 ("pack", str(made["docs"]), "--seq-len", "256", "--subset-weights", "nosuch=2")):
+        code, output = run(*args, "--out", str(tmp_path / "out"))
+        assert code == 2 and not (tmp_path / "out").exists(), output
+
+
+def test_5_a_resumed_run_s_summary_says_what_it_did_itself(made: dict[str, Path], tmp_path: Path) -> None:
+    docs = copy(made, "docs", tmp_path / "docs")
+    manifest = json.loads((docs / "manifest.json").read_text())
+    (docs / "kaken--train_0.arrow").unlink()
+    code, output = run("segment", str(SAMPLE), "--dict", "tiny-ja", "--out", str(docs))
+    kaken = manifest["units"]["kaken--train_0"]
+    assert code == 0 and (f"this run did 1 of the 5 chunks above: {kaken['documents']:,} documents, "
+                          f"{kaken['tokens']:,} tokens") in output
+
+
+def test_an_output_written_before_output_json_is_judged_by_its_manifest(made: dict[str, Path], tmp_path: Path) -> None:
+    docs = copy(made, "docs", tmp_path / "docs")
+    (docs / "output.json").unlink()  # as an earlier version left it
+    refused(("segment", str(SAMPLE), "--dict", "tiny-ja", "--out", str(docs), "--vibrato-defaults"), docs,
+            "with another configuration", "ignore_space: True → False")
+    code, output = run("segment", str(SAMPLE), "--dict", "tiny-ja", "--out", str(docs))
+    assert code == 0 and output.count("already done") == 5
+    assert json.loads((docs / "output.json").read_text())["stage"] == "segment"
+    seq = copy(made, "seq", tmp_path / "seq")
+    (seq / "output.json").unlink()
+    refused(("segment", str(SAMPLE), "--dict", "tiny-ja", "--out", str(seq)), seq, "stage: pack → segment")

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import tree
 from wwm_prep import cli
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import sha256_file
@@ -382,12 +383,17 @@ def test_refuses_bad_input_clearly(tmp_path: Path, plain: int) -> None:
         run_pack(docs, tmp_path / "out", PackConfig(seq_len=128), quiet=True)
 
 
-def test_output_directory_is_replaced_but_never_foreign(tmp_path: Path, plain: int) -> None:
+def test_another_pack_is_refused_and_overwrite_replaces_it_whole_but_never_a_foreign_directory(
+        tmp_path: Path, plain: int) -> None:
     docs = write_documents(tmp_path / "docs", {"kaken": [doc(100, plain) for _ in range(10)]})
     out = tmp_path / "out"
     assert len(run_pack(docs, out, PackConfig(seq_len=128, shard_rows=1), quiet=True).shards) == 10
-    manifest = run_pack(docs, out, PackConfig(seq_len=128), quiet=True)
-    assert sorted(p.name for p in out.iterdir()) == [".manifest.lock", "claims", "manifest.json",
+    before = tree(out)
+    with pytest.raises(WwmPrepError, match="shard_rows: 1 → 2048"):
+        run_pack(docs, out, PackConfig(seq_len=128), quiet=True)
+    assert tree(out) == before
+    manifest = run_pack(docs, out, PackConfig(seq_len=128), overwrite=True, quiet=True)
+    assert sorted(p.name for p in out.iterdir()) == [".manifest.lock", "claims", "manifest.json", "output.json",
                                                      "sequences-00000-00000.arrow", "units"]
     assert sorted(p.name for p in (out / "units").iterdir()) == ["partition-00000.json"]
     assert not list((out / "claims").glob("*.json"))
@@ -395,10 +401,12 @@ def test_output_directory_is_replaced_but_never_foreign(tmp_path: Path, plain: i
     assert manifest.documents["manifest_sha256"] == sha256_file(docs / "manifest.json")
     for foreign in (docs, tmp_path):
         with pytest.raises(WwmPrepError):
-            run_pack(docs, foreign, PackConfig(seq_len=128), quiet=True)
+            run_pack(docs, foreign, PackConfig(seq_len=128), overwrite=True, quiet=True)
     (out / "notes.txt").write_text("mine")
+    before = tree(out)
     with pytest.raises(WwmPrepError, match="notes.txt"):
-        run_pack(docs, out, PackConfig(seq_len=128), quiet=True)
+        run_pack(docs, out, PackConfig(seq_len=128), overwrite=True, quiet=True)
+    assert tree(out) == before
 
 
 # ---------------------------------------------------------------------------------------------- command line

@@ -159,6 +159,8 @@ def test_two_overlapping_runs_on_one_output_both_finish_with_one_run_s_bytes(tmp
         assert proc.returncode == 0, stderr
         assert "Traceback" not in stderr
     assert "done ja/ja_wiki" in results[1][1]  # the second run did work of its own while the first ran
+    for stdout, _ in results:  # so each summary tells its own share from the output's totals
+        assert "this run did" in stdout and "the rest were done by earlier or overlapping runs" in stdout
     assert shard_digests(out) == shard_digests(reference)
     assert {p.name: sha256_file(p) for p in out.glob("*.arrow")} == {p.name: sha256_file(p) for p in reference.glob("*.arrow")}
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
@@ -194,7 +196,7 @@ def test_a_claim_held_on_another_host_is_left_to_it_until_its_heartbeat_stops(tm
     assert not manifest["complete"] and manifest["missing"] == ["ja_wiki--train_0"]
 
     code, output = run(*base, "--overwrite")
-    assert code == 2 and "being written now by the run of pid 4240 on node-b" in output
+    assert code == 2 and "--overwrite would remove" in output and "from under the run of pid 4240 on node-b" in output
 
     write_claim(out, "ja_wiki--train_0", elsewhere, age=30)
     code, output = run(*base, "--claim-timeout", "10")

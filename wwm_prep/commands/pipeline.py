@@ -62,6 +62,8 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
     rows += [("files done", len({u["source"] for u in manifest.units.values()})), ("chunks done", len(manifest.units))]
     click.echo(f"segment → {out}")
     echo_rows(rows, 18, 14)
+    if manifest.done_here is not None and len(manifest.done_here) < len(manifest.units):
+        echo_own_share(manifest)
     echo_used(manifest.config)
     if totals["rejects"]:
         top = ", ".join(f"{reason} ({n:,})" for reason, n in reject_reasons(manifest)[:3])
@@ -71,6 +73,14 @@ def print_segment_summary(manifest: Any, out: Path) -> None:
     if len(manifest.missing) > len(manifest.failed):
         click.echo(f"  {len(manifest.missing) - len(manifest.failed)} input file(s) are left to other array slices or "
                    "to the runs that hold them; the run that completes the last one writes the complete manifest")
+
+
+def echo_own_share(manifest: Any) -> None:
+    """What this run did itself, where earlier or overlapping runs did the rest: the table counts the output."""
+    own = [manifest.units[name] for name in sorted(manifest.done_here)]
+    click.echo(f"  this run did {len(own)} of the {len(manifest.units)} chunks above: "
+               f"{sum(u['documents'] for u in own):,} documents, {sum(u['tokens'] for u in own):,} tokens; "
+               "the rest were done by earlier or overlapping runs")
 
 
 def echo_used(config: Any) -> None:
@@ -170,8 +180,6 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dict", "dictionary", help=DICT_HELP),
         click.option("--tokenizer", type=LOCATION, help=TOKENIZER_HELP),
         CACHE_OPTION,
-        click.option("--overwrite", is_flag=True,
-                     help="Redo all units, even if the output was made with another configuration."),
         click.option("--split-lines", is_flag=True,
                      help="Give vibrato one line at a time, as MeCab's and vibrato's command-line tools read text "
                           "(default: whole documents). Recorded in the manifest."),
@@ -207,6 +215,10 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True), default=600, show_default=True,
                      help="Seconds after which a unit claimed by a silent run on another host is taken over (a dead "
                           "run on this host is taken over at once)."),
+        click.option("--overwrite", is_flag=True,
+                     help="First remove all that earlier runs made in --out (shards, rejects, reports, manifest), "
+                          "then start again; without it, --out made by another stage, from other inputs or with "
+                          "another configuration is refused. Never empties a directory wwm-prep did not write."),
         click.option("--quiet", is_flag=True, help="No progress bar or per-unit lines; only the summary."),
     ]
     for option in reversed(options):
@@ -221,7 +233,7 @@ def segment_config(options: dict[str, Any]) -> Any:
     subsets, tokenizer = options.pop("subsets"), options.pop("tokenizer")
     return SegmentConfig(dictionary=options.pop("dictionary"), tokenizer=str(tokenizer) if tokenizer else None,
                          subsets=subset_names(subsets), cache=options.pop("cache_dir"),
-                         overwrite=options.pop("overwrite"), split_lines=options.pop("split_lines"),
+                         overwrite=options["overwrite"], split_lines=options.pop("split_lines"),
                          vibrato_defaults=options.pop("vibrato_defaults"), verify_inputs=options.pop("verify_inputs"),
                          claim_timeout=options["claim_timeout"], chunk_size=options.pop("chunk_size"))
 
@@ -341,7 +353,7 @@ def run_pack_command(docs_dir: Path, out: Path, config: Any, options: dict[str, 
 
     executor, part = executor_and_slice(options)
     return run_pack(docs_dir, out, config, executor=executor, part=part, claim_timeout=options.pop("claim_timeout"),
-                    quiet=options["quiet"])
+                    overwrite=options.pop("overwrite"), quiet=options["quiet"])
 
 
 @click.command()
@@ -386,7 +398,7 @@ def demo(out: Path) -> None:
     print_segment_summary(manifest, out / "documents")
     if manifest.failed:
         sys.exit(1)
-    packed = run_pack(out / "documents", out / "sequences", PackConfig(seq_len=DEMO_SEQ_LEN))
+    packed = run_pack(out / "documents", out / "sequences", PackConfig(seq_len=DEMO_SEQ_LEN), overwrite=True)
     interrupts.completed()
     print_pack_summary(packed, out / "sequences")
     next_steps(*sequence_steps(out / "sequences"))

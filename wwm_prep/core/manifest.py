@@ -40,7 +40,7 @@ def _fields_of(ref: str) -> list[dict[str, Any]]:
     return fields
 
 
-def _check(data: Any, fields: list[dict[str, Any]], where: str) -> str | None:
+def check_fields(data: Any, fields: list[dict[str, Any]], where: str) -> str | None:
     """The first field of `data` that is missing or of the wrong type, as `config.tokenizer.sha256`."""
     for f in fields:
         name = f"{where}{f['name']}"
@@ -53,10 +53,10 @@ def _check(data: Any, fields: list[dict[str, Any]], where: str) -> str | None:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             return f"{name} (not {f['type']})"
         nested = _fields_of(f["same_as"]) if "same_as" in f else f.get("fields")
-        if nested and (bad := _check(value, nested, f"{name}.")):
+        if nested and (bad := check_fields(value, nested, f"{name}.")):
             return bad
         for key, item in value.items() if "values" in f else ():
-            if not isinstance(item, dict) or (bad := _check(item, f["values"], f"{name}.{key}.")):
+            if not isinstance(item, dict) or (bad := check_fields(item, f["values"], f"{name}.{key}.")):
                 return bad or f"{name}.{key} (not object)"
     return None
 
@@ -154,7 +154,7 @@ class Manifest(ABC):
             raise WwmPrepError(f"{path} cannot be read as JSON; {made_by}")
         if data.get("kind") != cls.kind:
             raise WwmPrepError(f"{path} is not a {cls.kind[:-1]} manifest; {made_by}")
-        bad = _check(data, _spec()["kinds"][cls.kind]["fields"], "")
+        bad = check_fields(data, _spec()["kinds"][cls.kind]["fields"], "")
         if bad:
             raise WwmPrepError(f"{path} lacks {bad}; re-create it with this version of `wwm-prep {cls.stage()}`")
         return cls.from_dict(data)
@@ -203,6 +203,7 @@ class DocumentManifest(Manifest):
     failed: list[dict[str, Any]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     wwm_prep_version: str = __version__
+    done_here: frozenset[str] | None = None  # the units the run that returns it did itself (not written)
 
     @property
     def complete(self) -> bool:

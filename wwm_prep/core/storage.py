@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,12 @@ def location(text: str | AnyPath) -> AnyPath:
         raise WwmPrepError(f"{text}: URLs need universal_pathlib (pip install universal_pathlib)") from exc
     with remote_errors(text):
         return UPath(text)
+
+
+def recorded(path: AnyPath | str) -> str:
+    """A location as recorded, so that it names the same thing from any working directory: a URL as given, a
+    local path made absolute as named (links kept)."""
+    return str(path) if is_url(str(path)) or not isinstance(path, (str, Path)) else os.path.abspath(path)
 
 
 def is_remote(path: AnyPath) -> bool:

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import zstandard
 
 from wwm_prep.core.files import temp_path
-from wwm_prep.core.storage import AnyPath, Output, identity, open_read, sha256_of
+from wwm_prep.core.storage import AnyPath, Output, identity, open_read, recorded, sha256_of
 from wwm_prep.pipeline.corpus import InputFile, Span, UnreadableFile, _decompressed, _ZstdFrames
 from wwm_prep.pipeline.executor import Executor
 from wwm_prep.pipeline.progress import Elapsed
@@ -252,6 +252,6 @@ def index_files(out: Output, files: list[InputFile], chunk_size: int, verify: bo
                 time.sleep(0.5)  # another run is indexing them; its claim is taken over if it dies
     by_name = {f.unit: f for f in files}
     chunks = [c for f in files if f.unit in indexes for c in chunks_of(f, indexes[f.unit], out.local / INDEX_DIR)]
-    return chunks, [{"unit": r.name, "source": by_name[r.name].source, "path": str(by_name[r.name].path),
+    return chunks, [{"unit": r.name, "source": by_name[r.name].source, "path": recorded(by_name[r.name].path),
                      "error": r.why} for r in failed]
 

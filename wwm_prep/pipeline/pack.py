@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,13 +31,14 @@ from wwm_prep.core.manifest import (DocumentManifest, SequenceConfig, SequenceMa
                                     manifest_sha256, schema_ref)
 from wwm_prep.core.rows import PieceSource
 from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
-from wwm_prep.core.storage import AnyPath, Output, is_remote, local_copy, location
+from wwm_prep.core.storage import AnyPath, Output, is_remote, local_copy, location, recorded
 from wwm_prep.pipeline.packing import (SENTENCE_REACH, STRATEGIES, Piece, SentenceEnds, Specials, best_fit, columns,
                                        cut_bounds, greedy, load_sentence_ends)
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.partitions import Partition, Source, deal, default_partitions, intact, passes, plan
 from wwm_prep.pipeline.progress import Counters, ProgressDisplay
-from wwm_prep.pipeline.units import Made, UnitFailed, UnitStage, announce, drive, gather, lock, open_output
+from wwm_prep.pipeline.outputs import Identity, claim_output
+from wwm_prep.pipeline.units import Made, Status, UnitFailed, UnitStage, announce, drive, gather, lock
 from wwm_prep.text.registry import cache_dir
 from wwm_prep.text.tokenizer import locate_tokenizer
 
@@ -50,8 +50,6 @@ WRITE_ROWS = 256  # rows per Arrow record batch of a sequence shard
 SHARD_NAME = "sequences-{:05d}-{:05d}.arrow"  # partition, shard within it
 COUNTS = ("documents", "dropped_documents", "pieces", "tokens", "cut_documents", "cuts", "sentence_cuts",
           "group_splits")
-_OWN_FILES = re.compile(r"^(units|claims|\.manifest\.lock|\.?(manifest\.json|sequences-\d{5,}(-\d{5,})?\.arrow)"
-                        r"(\.tmp-[\w.]+-\d+)?)$")
 # Independent random streams derived from --seed. The partition comes last in their seeds: a seed is padded with
 # zeros, so partition 0 draws what packs made before partitions drew, and their bytes stay reproducible.
 _INTERLEAVE, _SHUFFLE = 1, 2
@@ -236,19 +234,15 @@ def _write_shard(path: Path, rows: list[list[Piece]], seed: int, partition: int,
             "partition": partition}
 
 
-def _output(out_dir: AnyPath | str, docs_dir: AnyPath) -> Output:
-    """The output directory, refused where it holds anything but pack's own output."""
+def _output(out_dir: AnyPath | str, docs_dir: AnyPath, config: PackConfig, overwrite: bool,
+            claim_timeout: float) -> Output:
+    """The output directory, made this run's: refused where it is the documents' own, or another run's."""
     if str(out_dir).rstrip("/") == str(docs_dir).rstrip("/") or (
             not is_remote(docs_dir) and Path(out_dir).exists() and Path(out_dir).resolve() == docs_dir.resolve()):
         raise WwmPrepError("--out must not be the document directory")
-    out = open_output(out_dir, cache_dir() / "staging")
-    foreign = [name for name in out.names() if not _OWN_FILES.match(name)]
-    manifest = out.read_json("manifest.json")
-    if manifest is not None and manifest.get("kind") != "sequences":
-        foreign.insert(0, "manifest.json")
-    if foreign:
-        raise WwmPrepError(f"{out} holds files pack did not write ({', '.join(foreign[:3])}); choose another --out")
-    return out
+    given = {name: value for name, value in asdict(config).items() if name != "tokenizer"}
+    identity = Identity.of("pack", [recorded(docs_dir)], given)
+    return claim_output(out_dir, cache_dir() / "staging", identity, overwrite=overwrite, claim_timeout=claim_timeout)
 
 
 def _options(config: PackConfig, partitions: int, specials: Specials, ends: SentenceEnds | None) -> dict[str, Any]:
@@ -346,7 +340,7 @@ def _manifest(docs_dir: AnyPath, documents: DocumentManifest, config: PackConfig
                       "tokens": sum(r["subsets"].get(name, {}).get("tokens", 0) for r in reports)}
                for name in sorted({u["subset"] for u in documents.units.values()})}
     shards = [shard for r in reports for shard in r["shards"]]
-    recorded = SequenceConfig(
+    settings = SequenceConfig(
         schema=schema_ref(schema.name, schema.version),
         seq_len=config.seq_len,
         strategy=config.strategy,
@@ -366,8 +360,8 @@ def _manifest(docs_dir: AnyPath, documents: DocumentManifest, config: PackConfig
     n_rows = sum(s["rows"] for s in shards)
     pad = sum(s["pad_tokens"] for s in shards)
     return SequenceManifest(
-        config=recorded,
-        documents={"dir": str(docs_dir), "manifest_sha256": manifest_sha256(docs_dir),
+        config=settings,
+        documents={"dir": recorded(docs_dir), "manifest_sha256": manifest_sha256(docs_dir),
                    "config": documents.config.to_dict(), "totals": documents.totals, "failed": documents.failed},
         totals={**counts, "rows": n_rows, "pad_tokens": pad,
                 "efficiency": round(1 - pad / (n_rows * config.seq_len), 6) if n_rows else 0.0},
@@ -390,8 +384,8 @@ def plan_pack(docs_dir: AnyPath | str, config: PackConfig) -> dict[str, Any]:
 
 def run_pack(docs_dir: AnyPath | str, out_dir: AnyPath | str, config: PackConfig, *,
              executor: Executor = LocalExecutor(),
-             part: Slice = Slice(), claim_timeout: float = DEFAULT_TIMEOUT, quiet: bool = False
-             ) -> SequenceManifest | None:
+             part: Slice = Slice(), claim_timeout: float = DEFAULT_TIMEOUT, overwrite: bool = False,
+             quiet: bool = False) -> SequenceManifest | None:
     """Pack the document shards of `docs_dir` (the `part` of the partitions an array job takes) into sequence
     shards in `out_dir`, skipping partitions already done; returns the manifest, or None while partitions
     are left to other slices or runs (the one that completes the last writes it)."""
@@ -405,7 +399,7 @@ def run_pack(docs_dir: AnyPath | str, out_dir: AnyPath | str, config: PackConfig
     if ends is None:
         print(f"tokenizer {tokenizer.path} not found: cutting long documents at group edges only "
               "(give it with --tokenizer to prefer sentence ends)", file=sys.stderr)
-    out = _output(out_dir, docs_dir)
+    out = _output(out_dir, docs_dir, config, overwrite, claim_timeout)
     options = _options(config, len(partitions), specials, ends)
     stage = PackStage(out, config, options, specials, ends, claim_timeout, Counters())
     found = {p.name: stage.done(p) for p in partitions}
@@ -418,8 +412,8 @@ def run_pack(docs_dir: AnyPath | str, out_dir: AnyPath | str, config: PackConfig
     with ProgressDisplay(stage.counters, total, "pack", measure="tokens", units=len(todo),  # type: ignore[arg-type]
                          what="partitions", quiet=quiet) as display:
         announce(display, [(f"partition {p.index}", *found[p.name]) for p in mine])
-        failed = drive(stage, executor, todo, reports, display, _label,
-                       _summary, _progress)
+        failed = [r for r in drive(stage, executor, todo, reports, display, _label, _summary, _progress)
+                  if r.status is Status.FAILED]
     if failed:
         raise WwmPrepError("; ".join(f"{_label(f.name)}: {f.why}" for f in failed))
     return _finish(docs_dir, documents, config, stage, partitions, reports)

@@ -18,19 +18,20 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from wwm_prep.core.claims import DEFAULT_TIMEOUT, live_claims
+from wwm_prep.core.claims import DEFAULT_TIMEOUT
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.files import temp_path, write_json_atomic
+from wwm_prep.core.files import temp_path
 from wwm_prep.core.groups import count_groups
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema
-from wwm_prep.core.storage import Output, local_copy, location
+from wwm_prep.core.storage import Output, local_copy, location, recorded
 from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
 from wwm_prep.pipeline.chunks import DEFAULT_CHUNK_SIZE, INDEX_DIR, Chunk, index_files, same_input
 from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
-from wwm_prep.pipeline.units import Made, UnitFailed, UnitStage, announce, drive, gather, lock, open_output
+from wwm_prep.pipeline.outputs import Identity, claim_output
+from wwm_prep.pipeline.units import Made, Status, UnitFailed, UnitStage, announce, drive, gather, lock
 from wwm_prep.text.dictionary import Dictionary, DictionaryFiles, locate_dictionary
 from wwm_prep.text.registry import cache_dir
 from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer, load_tokenizer, recorded_location
@@ -258,16 +259,17 @@ class SegmentStage(UnitStage[Chunk]):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "segmenter": None, "counters": None}  # Ray workers load their own
 
-    def locate(self) -> tuple[DictionaryFiles, Tokenizer]:
+    @staticmethod
+    def locate(c: SegmentConfig) -> tuple[DictionaryFiles, Tokenizer]:
         """The dictionary found and hashed, and the tokenizer loaded: what checks a run before the slow load."""
-        c = self.config
         tokenizer = local_copy(location(c.tokenizer), cache_dir(c.cache)) if c.tokenizer else None
         return locate_dictionary(c.dictionary, c.cache, vibrato_defaults=c.vibrato_defaults), load_tokenizer(tokenizer)
 
     def prepare(self, located: tuple[DictionaryFiles, Tokenizer] | None = None) -> None:
-        (self.out.local / "units").mkdir(parents=True, exist_ok=True)  # a Ray node's own staging, for a URL
+        for folder in ("units", "rejects"):  # and a Ray node's own staging, for a URL
+            (self.out.local / folder).mkdir(parents=True, exist_ok=True)
         if self.segmenter is None:
-            dictionary, tokenizer = located or self.locate()
+            dictionary, tokenizer = located or self.locate(self.config)
             self.segmenter = Segmenter(dictionary.load(self.config.cache), tokenizer,
                                        split_lines=self.config.split_lines)
 
@@ -305,7 +307,7 @@ class SegmentStage(UnitStage[Chunk]):
         except UnreadableFile as exc:
             raise UnitFailed(str(exc)) from exc
         # the stamp taken before the file was indexed: a file that changes after it is indexed again, and redone
-        report.update(unit=unit.unit, path=str(unit.file.path), input=unit.stamp)
+        report.update(unit=unit.unit, path=recorded(unit.file.path), input=unit.stamp)
         if unit.count > 1:
             report["chunk"] = unit.record()
         return Made(report, [name for name in (report["shard"], report["rejects_file"]) if name])
@@ -323,12 +325,13 @@ def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfi
     files = discover(inputs, config.subsets)
     if config.chunk_size < 1:
         raise WwmPrepError(f"--chunk-size must be at least 1 byte, not {config.chunk_size}")
-    out = open_output(out_dir, cache_dir(config.cache) / "staging")
-    stage = SegmentStage(out, config, Counters())
-    located = stage.locate()
+    located = SegmentStage.locate(config)
     doc_config = _document_config(*located, config)
+    identity = Identity.of("segment", [recorded(f.path) for f in files], doc_config.to_dict())
+    out = claim_output(out_dir, cache_dir(config.cache) / "staging", identity, overwrite=config.overwrite,
+                       claim_timeout=config.claim_timeout, differences=_config_differences)
+    stage = SegmentStage(out, config, Counters())
     try:
-        _claim_output(out, doc_config, config)  # a mistake is answered before the dictionary's slow load
         chunks, failed = index_files(out, files, config.chunk_size, config.verify_inputs, config.claim_timeout,
                                      executor, quiet)
         found = located[0]
@@ -346,10 +349,12 @@ def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfi
             for line in _unfinished(mine, checked) + [f"whole {c.label}: {c.note}" for c in mine if c.note]:
                 display.write(line)
             by_name = {c.unit: c for c in todo}
-            failed += [{"unit": r.name, "source": by_name[r.name].source, "path": str(by_name[r.name].file.path),
-                        "error": r.why}
-                       for r in drive(stage, executor, todo, reports, display, labels.__getitem__, _summary, _progress)]
-        return _write_manifest(out, inputs, doc_config, stage, files, chunks, reports, failed)
+            results = drive(stage, executor, todo, reports, display, labels.__getitem__, _summary, _progress)
+            failed += [{"unit": r.name, "source": by_name[r.name].source,
+                        "path": recorded(by_name[r.name].file.path), "error": r.why}
+                       for r in results if r.status is Status.FAILED]
+        manifest = _write_manifest(out, inputs, doc_config, stage, files, chunks, reports, failed)
+        return replace(manifest, done_here=frozenset(r.name for r in results if r.status is Status.DONE))
     except OSError as exc:  # the output side: read-only directory, full disk
         raise WwmPrepError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
 
@@ -376,27 +381,8 @@ def _progress(report: dict[str, Any]) -> dict[str, int]:
             "documents": report["documents"], "tokens": report["tokens"]}
 
 
-def _claim_output(out: Output, config: DocumentConfig, options: SegmentConfig) -> None:
-    """Refuse an output directory made with another configuration, so a rerun never mixes two, and one that
-    another run is writing to, where this one would pull its work from under it."""
-    (out.local / "rejects").mkdir(exist_ok=True)
-    others = live_claims(out.local, options.claim_timeout)
-    busy = f"; it is being written now by {others[0].describe()}" if others else ""
-    previous = out.read_json("config.json")
-    if previous is not None and not options.overwrite:
-        if differences := DocumentConfig.from_dict(previous).differences(config):
-            raise WwmPrepError(
-                f"{out} holds output made with another configuration ({'; '.join(differences)}){busy}; "
-                "choose another --out, or pass --overwrite to redo it"
-            )
-    elif options.overwrite:
-        if others:
-            raise WwmPrepError(f"--overwrite would redo {out} under another run{busy}: wait for it to finish, "
-                               "or stop it first")
-        for old in out.names("units"):
-            out.remove(f"units/{old}")
-    write_json_atomic(out.local / "config.json", config.to_dict())
-    out.publish("config.json")
+def _config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return DocumentConfig.from_dict(old).differences(DocumentConfig.from_dict(new))
 
 
 def _write_manifest(out: Output, inputs: list[str], config: DocumentConfig, stage: SegmentStage,
@@ -404,16 +390,16 @@ def _write_manifest(out: Output, inputs: list[str], config: DocumentConfig, stag
                     failed: list[dict[str, Any]]) -> DocumentManifest:
     """The manifest of every unit done so far, by this run or by another sharing the output directory: under a
     lock, the units others finished meanwhile are gathered too, so the run that finishes last writes it whole.
-    Units a file no longer has (it was cut otherwise before it changed) go."""
+    Units the inputs no longer have (a file was cut otherwise before it changed) go."""
     with lock(out):
         gather(stage, chunks, reports)
-        _remove_stale(out, files, {c.unit for c in chunks})
+        _remove_stale(out, {c.unit for c in chunks})
         failed = [f for f in failed if f["unit"] not in reports]
         units = {name: {k: v for k, v in r.items() if k != "unit"} for name, r in sorted(reports.items())}
         indexed = {c.file.unit for c in chunks}
         manifest = DocumentManifest(
             config=config,
-            inputs=inputs,
+            inputs=[recorded(i) for i in inputs],
             units=units,
             totals={name: sum(int(u[name]) for u in units.values()) for name in COUNTS},
             failed=failed,
@@ -425,12 +411,11 @@ def _write_manifest(out: Output, inputs: list[str], config: DocumentConfig, stag
         return manifest
 
 
-def _remove_stale(out: Output, files: list[InputFile], current: set[str]) -> None:
-    """Remove the shards and reports of units an input file had under other bounds (before it grew or shrank, or
-    under another chunk size)."""
-    ours = {f.unit for f in files}
-    for name in out.names("units") + out.names():
-        unit = name.removesuffix(".json").removesuffix(".arrow")
-        if name.endswith((".json", ".arrow")) and unit not in current and unit.split("~")[0] in ours:
-            for stale in (f"{unit}.arrow", f"rejects/{unit}.jsonl", f"units/{unit}.json"):
-                out.remove(stale)
+def _remove_stale(out: Output, current: set[str]) -> None:
+    """Remove the shards, rejects and reports of units that are not the inputs' now (a file cut under other bounds
+    before it grew or shrank, or under another chunk size): no shard is left that the manifest does not list."""
+    found = ({name.removesuffix(".json") for name in out.names("units")} |
+             {name.removesuffix(".arrow") for name in out.names() if name.endswith(".arrow")})
+    for unit in found - current:
+        for stale in (f"{unit}.arrow", f"rejects/{unit}.jsonl", f"units/{unit}.json"):
+            out.remove(stale)

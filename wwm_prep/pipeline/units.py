@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from wwm_prep.core.claims import Holder, claim
-from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import locked, write_json_atomic
-from wwm_prep.core.storage import AnyPath, Output
+from wwm_prep.core.storage import Output
 from wwm_prep.pipeline.executor import Executor
 from wwm_prep.pipeline.progress import ProgressDisplay
 
@@ -119,13 +118,14 @@ def drive(stage: UnitStage[U], executor: Executor, todo: Sequence[U], reports: d
           display: ProgressDisplay, label: Callable[[str], str], summary: Callable[[Report], str],
           progress: Callable[[Report], dict[str, int]]) -> list[UnitResult]:
     """Run `todo` on `executor`, adding the reports of units done to `reports` and saying what each came to;
-    returns the failed ones. `progress` counts a unit's report where the executor's workers cannot reach the
+    returns what each came to. `progress` counts a unit's report where the executor's workers cannot reach the
     shared counters themselves."""
-    failed = []
+    results = []
     for result in executor.run(stage, todo):
+        results.append(result)
         if result.status is Status.FAILED:
-            failed.append(result)
-        elif result.status is Status.HELD:
+            continue
+        if result.status is Status.HELD:
             display.write(f"skip {label(result.name)}: being done by {result.why}")
         else:
             assert result.report is not None
@@ -136,7 +136,7 @@ def drive(stage: UnitStage[U], executor: Executor, todo: Sequence[U], reports: d
             display.counters.add(units=1, **({} if executor.shares_memory else progress(result.report)))
             display.write(f"done {label(result.name)}: {summary(result.report)}"
                           + (f" ({result.why})" if result.why else ""))
-    return failed
+    return results
 
 
 def gather(stage: UnitStage[U], units: Iterable[U], reports: dict[str, Report]) -> None:
@@ -151,13 +151,3 @@ def lock(out: Output) -> Iterator[None]:
     """The lock that runs sharing an output take turns on to write its manifest."""
     with locked(out.local / ".manifest.lock"):
         yield
-
-
-def open_output(target: AnyPath | str, staging: Path) -> Output:
-    """A stage's output directory with its `units` folder, or a one-line error where it cannot be written."""
-    try:
-        out = Output(target, staging=staging)
-        (out.local / "units").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WwmPrepError(f"cannot write to {target}: {exc.strerror or exc}") from exc
-    return out

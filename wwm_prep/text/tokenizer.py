@@ -8,7 +8,6 @@ are whitespace only tells the blank tokens apart without looking at the text (bu
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import sentencepiece as spm
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import sha256_file
 from wwm_prep.core.resources import resource
-from wwm_prep.core.storage import is_url, local_copy, location
+from wwm_prep.core.storage import is_url, local_copy, location, recorded
 from wwm_prep.core.specials import find_special_ids
 
 DEFAULT_TOKENIZER = ("sample", "tokenizer", "wwm-prep-sample-unigram.model")
@@ -108,7 +107,7 @@ def open_tokenizer(path: Path) -> TokenizerFile:
 def recorded_location(given: str | None, loaded: Path) -> str:
     """How a run records its tokenizer so that a reader finds it from any working directory: a URL as given,
     a local file as an absolute path."""
-    return given if given is not None and is_url(given) else os.path.abspath(loaded)  # as named: links kept
+    return given if given is not None and is_url(given) else recorded(loaded)
 
 
 def locate_tokenizer(recorded_path: str | None, recorded_sha256: str | None, override: Path | None, *,
