@@ -198,24 +198,40 @@ def run(args: argparse.Namespace, corpus: Path, model: Path, source: str, work: 
                     "transformers whole_word_mask=True (pt)": (lambda f=with_offsets: hf_wwm_pt(f), args.wwm_repeats),
                 }
             )
-        times: dict[str, list[float]] = {name: [] for name in methods}
-        for fn, _ in methods.values():  # warm-up (and the workers' first-call costs)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fn()
-        for r in range(max(n for _, n in methods.values())):
-            for name, (fn, n) in methods.items():
-                if r < n:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        times[name].append(timed(fn))
-        results[shape] = times
+        results[shape] = round_robin(methods)
         if have_hf:  # transformers' whole-word words are our groups: none of them is partly masked
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 labels = np.asarray(hf_wwm_pt(with_offsets)["labels"])
             checks[shape] = partly_masked_groups(rows, labels)
 
+    print_tables(results, checks, source, outputs)
+    return 0
+
+
+def round_robin(methods: dict[str, tuple[Callable[[], object], int]]) -> dict[str, list[float]]:
+    """Each method's times: one warm-up call each, then rounds of one call per method (while it has runs left)."""
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for fn, _ in methods.values():  # warm-up (and the workers' first-call costs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn()
+    for r in range(max(n for _, n in methods.values())):
+        for name, (fn, n) in methods.items():
+            if r < n:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    times[name].append(timed(fn))
+    return times
+
+
+def print_tables(results: dict[tuple, dict[str, list[float]]], checks: dict[tuple, tuple[int, int]], source: str,
+                 outputs: tuple[str, ...]) -> None:
+    """The median table, the masking modes' ratios and, with transformers, the ratios to it."""
+    have_hf = "pt" in outputs
+    if have_hf:
+        import torch
+        import transformers
     print(f"\nper-batch time, median (ms) -- data: {source}; numpy {np.__version__}", end="")
     if have_hf:
         print(f", torch {torch.__version__}, transformers {transformers.__version__}, torch threads 1", end="")
@@ -240,7 +256,6 @@ def run(args: argparse.Namespace, corpus: Path, model: Path, source: str, work: 
         ratio_table("ratios (transformers time / wwm-prep time, same output type)", results, med, theirs)
         print("\ntransformers whole_word_mask=True, our groups partly masked / masked: "
               + ", ".join(f"{b} x {s:,}: {p} / {c:,}" for (b, s), (p, c) in checks.items()))
-    return 0
 
 
 def ours_name(mode: str, return_tensors: str) -> str:

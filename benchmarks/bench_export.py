@@ -50,7 +50,8 @@ def time_in_child(seq_dir: Path, fmt: str, out: Path, repeats: int, options: dic
     import pyarrow as pa
 
     from wwm_prep.export.run import run_export
-    from wwm_prep.export.source import ListColumn, open_source
+    from wwm_prep.core.shards import ListColumn
+    from wwm_prep.export.source import open_source
 
     source = open_source(seq_dir)
     numeric = [f.name for f in source.schema.arrow if not pa.types.is_string(f.type.value_type)]

@@ -232,6 +232,35 @@ def breakdown(text_path: Path, dictionary: str, tokenizer: str, steps: list[str]
     return growth
 
 
+def summarize(results: dict[str, Any], dictionary: str, tokenizer: str, long_chars: int) -> dict[str, Any]:
+    """The runs' figures as one JSON object; prints the big ÷ small ratio where both ran."""
+    summary: dict[str, Any] = {"dict": dictionary, "tokenizer": tokenizer or None, "long_chars": long_chars}
+    for name, m in results.items():
+        summary[name] = {
+            "input_mb": round(m["input_bytes"] / 1e6, 1),
+            "uncompressed_mb": round(m["uncompressed_bytes"] / 1e6, 1),
+            "after_dict_mib": round(m["after_dict"]),
+            "after_load_mib": round(m["after_load"]),
+            "peak_mib": round(m["peak"]),
+            "growth_mib": round(m["growth"]),
+            "seconds": round(m["wall"], 1),
+            "cpu_seconds": round(m["cpu"], 1),
+            "mb_per_s": round(m["mb_per_s"], 2),
+            "mb_per_cpu_s": round(m["mb_per_cpu_s"], 2),
+            **({"breakdown_mib": {k: round(v) for k, v in m["breakdown"].items()}} if "breakdown" in m else {}),
+        }
+    if "small" in results and "big" in results:
+        small, big = results["small"], results["big"]
+        ratio = big["peak"] / small["peak"]
+        growth_ratio = big["growth"] / small["growth"] if small["growth"] > 0 else None
+        sizes = f"peak({big['uncompressed_bytes'] / 1e6:.0f} MB) / peak({small['uncompressed_bytes'] / 1e6:.0f} MB)"
+        print(f"RATIO {sizes}: {ratio:.3f} (growth over loaded: {big['growth']:.0f} / {small['growth']:.0f} MiB"
+              + (f" = {growth_ratio:.2f})" if growth_ratio is not None else ")"))
+        summary["rss_ratio_big_small"] = round(ratio, 3)
+        summary["growth_ratio_big_small"] = None if growth_ratio is None else round(growth_ratio, 3)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_corpus = SHARED / "corpora" / "ja-sample"
@@ -292,31 +321,7 @@ def main() -> None:
                                             made["bytes"])
             path.unlink(missing_ok=True)
 
-    summary: dict[str, Any] = {"dict": dictionary, "tokenizer": tokenizer or None, "long_chars": len(text)}
-    for name, m in results.items():
-        summary[name] = {
-            "input_mb": round(m["input_bytes"] / 1e6, 1),
-            "uncompressed_mb": round(m["uncompressed_bytes"] / 1e6, 1),
-            "after_dict_mib": round(m["after_dict"]),
-            "after_load_mib": round(m["after_load"]),
-            "peak_mib": round(m["peak"]),
-            "growth_mib": round(m["growth"]),
-            "seconds": round(m["wall"], 1),
-            "cpu_seconds": round(m["cpu"], 1),
-            "mb_per_s": round(m["mb_per_s"], 2),
-            "mb_per_cpu_s": round(m["mb_per_cpu_s"], 2),
-            **({"breakdown_mib": {k: round(v) for k, v in m["breakdown"].items()}} if "breakdown" in m else {}),
-        }
-    if "small" in results and "big" in results:
-        small, big = results["small"], results["big"]
-        ratio = big["peak"] / small["peak"]
-        growth_ratio = big["growth"] / small["growth"] if small["growth"] > 0 else None
-        sizes = f"peak({big['uncompressed_bytes'] / 1e6:.0f} MB) / peak({small['uncompressed_bytes'] / 1e6:.0f} MB)"
-        print(f"RATIO {sizes}: {ratio:.3f} (growth over loaded: {big['growth']:.0f} / {small['growth']:.0f} MiB"
-              + (f" = {growth_ratio:.2f})" if growth_ratio is not None else ")"))
-        summary["rss_ratio_big_small"] = round(ratio, 3)
-        summary["growth_ratio_big_small"] = None if growth_ratio is None else round(growth_ratio, 3)
-    print(json.dumps(summary))
+    print(json.dumps(summarize(results, dictionary, tokenizer, len(text))))
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def test_usage_errors_exit_2_without_a_traceback(work, tmp_path):
     result = invoke("sanity", "--model", tmp_path / "absent", "--data", work / "seq")
     assert result.exit_code == 2 and "does not exist" in result.output
     result = invoke("sanity", "--model", work / "tiny", "--data", work / "docs")
-    assert result.exit_code == 2 and "not a sequence manifest" in result.output
+    assert result.exit_code == 2 and "holds document shards; sanity takes the sequence shards" in result.output
 
 
 def test_per_token_losses_add_up_to_the_model_mlm_loss(work):

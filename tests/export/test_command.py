@@ -139,7 +139,7 @@ def test_another_source_or_a_stranger_file_is_refused_unless_overwrite(tmp_path:
 
 def test_a_failed_export_leaves_nothing_and_a_dead_runs_leftovers_are_cleared(
         tmp_path: Path, sample_sequences: dict[str, Path], megatron: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wwm_prep.export import source as writer
+    from wwm_prep.core import shards as writer
 
     dead = tmp_path / f".ja.tmp-{HOST}-{2**22 + 1}"  # a pid above any pid_max: a run that has died
     dead.mkdir()
@@ -153,11 +153,11 @@ def test_a_failed_export_leaves_nothing_and_a_dead_runs_leftovers_are_cleared(
             raise OSError(28, "No space left on device")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(writer.ListColumn, "of", failing)
     big = tmp_path / "many-batches"
     from wwm_prep.pipeline.pack import PackConfig, run_pack
 
     run_pack(sample_sequences["documents"], big, PackConfig(seq_len=256, shard_rows=16), quiet=True)
+    monkeypatch.setattr(writer.ListColumn, "of", failing)  # pack reads its documents with it too: set after
     _one_line_error(*_export(big, tmp_path / "ja"), "failed: No space left on device")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many-batches"]  # nothing placed, no staging left
     monkeypatch.setattr(writer.ListColumn, "of", real)

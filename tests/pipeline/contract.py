@@ -238,7 +238,7 @@ def reference_word_starts(text: str, sp: Any, words: list[tuple[int, int]], *, p
 
 
 def document(batch: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ids and word starts of document i of a segmented batch (a `Segmented`)."""
+    """The ids and word starts of document i of a segmented batch (an `Aligned`)."""
     start = int(batch.token_counts[:i].sum())
     end = start + int(batch.token_counts[i])
     return batch.ids[start:end], batch.word_starts[start:end]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def weighted(ja_docs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     root = tmp_path_factory.mktemp("length-weights")
     outs = {"p1": root / "p1", "p2w1": root / "p2w1", "p2w2": root / "p2w2"}
     for name, partitions, workers in (("p1", 1, 1), ("p2w1", 2, 1), ("p2w2", 2, 2)):
-        config = PackConfig(**{**vars(CONFIG), "partitions": partitions})
+        config = replace(CONFIG, partitions=partitions)
         run_pack(ja_docs, outs[name], config, executor=LocalExecutor(workers), quiet=True)
     return outs
 

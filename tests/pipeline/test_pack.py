@@ -17,8 +17,11 @@ from tests.conftest import tree
 from wwm_prep import cli
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import sha256_file
-from wwm_prep.pipeline.pack import DEFAULT_SHARD_ROWS, DEFAULT_WINDOW, PackConfig, parse_subset_weights, run_pack
-from wwm_prep.pipeline.packing import STRATEGIES, Piece, best_fit, greedy, load_sentence_ends
+from wwm_prep.pipeline import strategies as strategy_package
+from wwm_prep.pipeline.config import PackConfig, parse_subset_weights
+from wwm_prep.pipeline.pack import run_pack
+from wwm_prep.pipeline.packing import load_sentence_ends
+from wwm_prep.pipeline.strategies.base import strategies
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
 from wwm_prep.text.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
@@ -301,39 +304,6 @@ def test_without_the_tokenizer_model_cuts_at_group_edges_and_says_so(tmp_path: P
 # ---------------------------------------------------------------------------------------------- packing
 
 
-def make_pieces(sizes: list[int]) -> list[Piece]:
-    return [Piece(np.full(s - 2, 9, np.int32), np.ones(s - 2, np.uint8), f"p{i}") for i, s in enumerate(sizes)]
-
-
-def test_best_fit_completes_rows_with_the_longest_piece_that_fits() -> None:
-    rows = list(best_fit([make_pieces([60, 4, 50, 14, 64, 30, 30])], 64, window=100))
-    assert [[p.source for p in row] for row in rows] == [["p4"], ["p0", "p1"], ["p2", "p3"], ["p5", "p6"]]
-
-
-def test_best_fit_holds_at_most_a_window_of_pieces() -> None:
-    rng = np.random.default_rng(0)
-    batches = [make_pieces(rng.integers(3, 200, size=10).tolist()) for _ in range(200)]
-    arrived = 0
-
-    def stream() -> Iterator[list[Piece]]:
-        nonlocal arrived
-        for batch in batches:
-            arrived += len(batch)
-            yield batch
-
-    placed = 0
-    for row in best_fit(stream(), 256, window=64):
-        assert arrived - placed <= 64 - 1 + 10  # the window, plus the batch that filled it
-        placed += len(row)
-        assert sum(p.size for p in row) <= 256
-    assert placed == 2000
-
-
-def test_greedy_keeps_stream_order() -> None:
-    rows = list(greedy([make_pieces([30, 30]), make_pieces([10, 40, 20])], 64))
-    assert [[p.source for p in row] for row in rows] == [["p0", "p1"], ["p0", "p1"], ["p2"]]
-
-
 def test_subset_weights_repeat_and_subsample(tmp_path: Path, plain: int) -> None:
     docs = write_documents(tmp_path / "docs", {"ja_wiki": [doc(20 + i, plain) for i in range(40)],
                                                "kaken": [doc(30 + i, plain) for i in range(40)]})
@@ -423,10 +393,42 @@ def test_cli_pack_prints_a_summary_and_exits_2_on_mistakes(tmp_path: Path, plain
     assert result.exit_code == 2 and "at least 64" in result.output and "Traceback" not in result.output
 
 
-def test_cli_pack_defaults_are_the_stage_defaults() -> None:
-    params = {p.name: p for p in cli.pack.params}
-    assert params["window"].default == DEFAULT_WINDOW and params["shard_rows"].default == DEFAULT_SHARD_ROWS
-    assert tuple(params["strategy"].type.choices) == STRATEGIES and params["strategy"].default == STRATEGIES[0]
+A_STRATEGY = """
+from wwm_prep.pipeline.strategies.base import Strategy, StrategyOption
+from wwm_prep.pipeline.strategies.greedy import greedy
+
+
+def at_most(batches, seq_len, most):
+    for row in greedy(batches, seq_len):
+        yield from (row[at : at + most] for at in range(0, len(row), most))
+
+
+STRATEGY = Strategy("at-most", "greedy, at most --most pieces a row", at_most,
+                    (StrategyOption("most", "pieces a row at most", 3),))
+"""
+
+
+def test_a_strategy_is_one_module(tmp_path: Path, plain: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module with a STRATEGY in the package is a strategy: chosen by name, its options settled and checked,
+    used to pack and recorded with each partition."""
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "at_most.py").write_text(A_STRATEGY)
+    monkeypatch.setattr(strategy_package, "__path__", [*strategy_package.__path__, str(tmp_path / "modules")])
+    strategies.cache_clear()
+    try:
+        assert list(strategies()) == ["at-most", "best-fit", "greedy"]
+        assert PackConfig(seq_len=256, strategy="at-most", strategy_options={"window": 9}).strategy_options == {
+            "most": 3}
+        with pytest.raises(WwmPrepError, match="--most must be at least 1"):
+            PackConfig(seq_len=256, strategy="at-most", strategy_options={"most": 0})
+        docs = write_documents(tmp_path / "docs", {"kaken": [doc(10, plain) for _ in range(20)]})
+        manifest = run_pack(docs, tmp_path / "out", PackConfig(seq_len=256, strategy="at-most",
+                                                             strategy_options={"most": 2}), quiet=True)
+        report = json.loads((tmp_path / "out" / "units" / "partition-00000.json").read_text())
+    finally:
+        strategies.cache_clear()
+    assert manifest.totals["rows"] == 10 and manifest.config.strategy == "at-most"
+    assert report["options"]["most"] == 2 and "window" not in report["options"]
 
 
 def test_cli_prepare_segments_and_packs(tmp_path: Path) -> None:

@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from wwm_prep.train.collator import IGNORE_INDEX, WholeWordMaskCollator
 
 MASK, PAD, CLS, SEP = 3, 4, 5, 6
 N_SPECIAL = 8  # llm-jp v3: ids 0..7 are <unk> and control pieces
+
+
+@pytest.fixture()
+def small_collator() -> WholeWordMaskCollator:
+    """A collator over a 300-id vocabulary whose first N_SPECIAL ids are special."""
+    return WholeWordMaskCollator(vocab_size=300, special_ids=range(N_SPECIAL), seed=7)
 
 
 def reference_groups(row: dict, n_special: int = N_SPECIAL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

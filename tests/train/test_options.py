@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from wwm_prep.train.collator import WholeWordMaskCollator
-from wwm_prep.train.options import LLMJP_V3_SPECIALS, MaskingOptions, token_ids
+from wwm_prep.train.options import LLMJP_V3_SPECIALS, MaskingOptions, keywords, token_ids
 
 
 def test_llmjp_v3_defaults_are_what_the_real_tokenizer_says(llm_jp_tokenizer_path: Path) -> None:
@@ -66,3 +67,21 @@ def test_collator_attributes_read_and_set_the_options():
     assert c.special_ids == (0, 3, 4, 100) and c.options.special_below is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.options.seed = 1  # type: ignore[misc]
+
+
+def test_the_collator_keywords_are_the_options_fields() -> None:
+    """Each keyword is defined once, as a field of MaskingOptions: the collator's signature, defaults, attributes and
+    repr follow it, and a keyword it does not define is refused."""
+    fields = {o.name: o for o in keywords()}
+    parameters = inspect.signature(WholeWordMaskCollator).parameters
+    assert [p for p in parameters if p not in ("tokenizer", "seed", "epoch")] == list(fields)
+    given = {"mlm_probability": 0.3, "rule": "prefix", "pad_to_multiple_of": None, "masking": "span", "max_span": 4,
+             "block_attention": True, "vocab_size": 300}
+    c = WholeWordMaskCollator(**given)
+    for name, option in fields.items():
+        expected = given.get(name, LLMJP_V3_SPECIALS.get(name, option.default))
+        assert parameters[name].default in (option.default, None)
+        assert getattr(c, name) == (tuple(expected) if name == "special_ids" else expected), name
+        assert f"{name}={getattr(c, name)!r}" in repr(c)
+    with pytest.raises(TypeError, match="mlm_prob"):
+        WholeWordMaskCollator(mlm_prob=0.3)

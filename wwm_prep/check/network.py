@@ -17,17 +17,16 @@ g = nh / nkv, hs head size, V vocabulary.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.rows import RowLayout
+from wwm_prep.core.rows import DocLengths, segments_and_positions
 from wwm_prep.core.specials import IGNORE_INDEX, LLMJP_V3_IDS
 
-DocLengths = Sequence[Sequence[int]] | np.ndarray | None  # per row, the lengths of its pieces
 
 
 class CheckpointError(WwmPrepError, ValueError):
@@ -300,43 +299,7 @@ def layer(x: np.ndarray, model: Model, i: int, seg: np.ndarray, cos: np.ndarray,
     return x + mlp(h, w).reshape(b, n, hidden)
 
 
-# --------------------------------------------------------------------------- the model
-
-
-def segments_and_positions(input_ids: np.ndarray, attention_mask: np.ndarray | None = None,
-                           position_ids: np.ndarray | None = None,
-                           doc_lengths: DocLengths = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per token: which piece it belongs to (-1 = padding) and its RoPE position.
-
-    Pieces come from `doc_lengths` (per row; tokens past their sum are padding), else from
-    `position_ids` (a piece starts wherever the position does not follow the previous one, as
-    in a collator's output), else the whole row is one piece. `attention_mask` == 0 marks
-    padding in every case. Positions are `position_ids` if given, else restart at each piece
-    (0 in padding).
-    """
-    b, n = input_ids.shape
-    seg = np.zeros((b, n), dtype=np.int64)
-    if doc_lengths is not None:
-        if len(doc_lengths) != b:
-            raise ValueError(f"doc_lengths has {len(doc_lengths)} rows, input_ids {b}")
-        layout = RowLayout.of(doc_lengths, n)
-        seg = layout.piece_index().reshape(b, n)
-        pos = np.where(seg >= 0, layout.segments()[1].reshape(b, n), 0)
-    elif position_ids is not None:
-        pos = np.asarray(position_ids, dtype=np.int64).reshape(b, n)
-        starts = np.ones((b, n), dtype=bool)
-        starts[:, 1:] = pos[:, 1:] != pos[:, :-1] + 1
-        seg = np.cumsum(starts, axis=1) - 1
-    else:
-        pos = np.broadcast_to(np.arange(n), (b, n)).copy()
-    if attention_mask is not None:
-        keep = np.asarray(attention_mask).reshape(b, n) != 0
-        seg = np.where(keep, seg, -1)
-        if position_ids is None and doc_lengths is None:  # left padding: count only real tokens
-            pos = np.maximum(np.cumsum(keep, axis=1) - 1, 0)
-    if position_ids is not None:
-        pos = np.asarray(position_ids, dtype=np.int64).reshape(b, n)
-    return seg, pos
+# --------------------------------------------------------------------------- the model (pieces, positions: core.rows)
 
 
 def _as_batch(input_ids: np.ndarray) -> np.ndarray:

@@ -125,37 +125,30 @@ class PackedData:
 
 def open_packed(data_dir: Path) -> PackedData:
     """The manifest of a `pack` output directory, with the tokenizer facts it inherited from `segment`."""
-    data_dir = location(data_dir)
-    manifest = SequenceManifest.read(data_dir)
+    from wwm_prep.core.shards import open_sequences
+
+    opened = open_sequences(data_dir, "sanity")
+    data_dir, manifest = opened.dir, opened.manifest
+    assert isinstance(manifest, SequenceManifest)
     tokenizer = manifest.tokenizer
     missing = [role for role in ("mask", "pad") if role not in tokenizer.special_ids]
     if missing:
         raise WwmPrepError(f"{data_dir / 'manifest.json'} records no {' or '.join(missing)} id for the data's "
                            "tokenizer; cannot mask its rows")
-    shards = [data_dir / s["file"] for s in manifest.shards]
-    absent = [s for s in shards if not s.is_file()]
-    if absent:
-        raise WwmPrepError(f"{absent[0]} is listed in {data_dir / 'manifest.json'} but missing; rerun `wwm-prep pack`")
+    shards = [data_dir / s["file"] for s in manifest.shards]  # in the manifest's order
     return PackedData(data_dir, manifest.config.seq_len, tokenizer, shards, int(manifest.totals.get("rows", 0)))
-
-
-def _split_lists(column: Any, dtype: type) -> list[np.ndarray]:
-    """An Arrow list column as one NumPy array per row, by its offsets (no Python object per token)."""
-    offsets = column.offsets.to_numpy()
-    values = column.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-    return np.split(values, offsets[1:-1] - offsets[0])
 
 
 def read_rows(data: PackedData, n: int) -> list[dict[str, Any]]:
     """The first `n` rows in manifest order (pack shuffles within each shard, so these are a fair mix)."""
-    from wwm_prep.core.shards import load_schema, read_batches
+    from wwm_prep.core.shards import ListColumn, load_schema, read_batches
 
     rows: list[dict[str, Any]] = []
     schema = load_schema("sequence")
     for shard in data.shards:
         for batch in read_batches(shard, schema):
             take = min(batch.num_rows, n - len(rows))
-            cols = {name: _split_lists(batch.column(name).slice(0, take), dtype)
+            cols = {name: ListColumn.of(batch.column(name).slice(0, take), dtype=dtype).split()
                     for name, dtype in (("input_ids", np.int64), ("word_starts", np.uint8), ("doc_lengths", np.int64))}
             sources = batch.column("doc_sources").slice(0, take).to_pylist()
             rows += [{**{name: cols[name][i] for name in ROW_COLUMNS}, "doc_sources": sources[i]} for i in range(take)]

@@ -1,12 +1,13 @@
 """`wwm-prep segment`, `pack`, `prepare` and `demo`: the pipeline's commands.
 
-Options become a `SegmentConfig`, a `PackConfig` and an executor here, once, and go down whole.
+Options become a `SegmentConfig`, a `PackConfig` and `RunOptions` here, once, each read by name from click's
+values, and go down whole. Their defaults are the dataclasses' (`pipeline.config`, light to import).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,10 @@ import click
 
 from wwm_prep.commands import interrupts
 from wwm_prep.commands.base import CACHE_OPTION, LOCATION, TOKENIZER_HELP, echo_rows, user_errors
+from wwm_prep.core.lengths import LengthWeights
+from wwm_prep.pipeline.config import (PackConfig, RunOptions, SegmentConfig, default, from_values,
+                                      parse_subset_weights)
+from wwm_prep.pipeline.strategies.base import every_option, owner, strategies
 
 DICT_HELP = (
     "Dictionary: a registered name (see `wwm-prep dict list`), a MeCab text or binary dictionary directory, "
@@ -43,6 +48,14 @@ class ByteSize(click.ParamType):
         if size < 1:
             self.fail(f"{value!r} must be at least 1 byte", param, ctx)
         return size
+
+    @staticmethod
+    def text(size: int) -> str:
+        """A size as the help shows it: `64MiB` for 64 << 20."""
+        for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+            if size % (1 << shift) == 0:
+                return f"{size >> shift}{unit}"
+        return str(size)
 
 
 # Summary rows: (label, key in the manifest's totals).
@@ -144,33 +157,38 @@ def print_pack_summary(manifest: Any, out: Path) -> None:
                    "(give it with --tokenizer to prefer sentence ends)")
 
 
+def with_options(options: list[Callable[[Any], Any]], command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command` with click's `options`, listed in the order `--help` shows them."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options of `pack`, shared by `prepare`. Defaults are those of `wwm_prep.pipeline.pack` (kept equal by a test;
-    importing it here would slow every command down)."""
+    """The options of `pack`, shared by `prepare`: defaults are `PackConfig`'s, strategies and their options the
+    registry's."""
     options = [
         click.option("--seq-len", type=int, required=True,
                      help="Tokens per row, e.g. 4096 or 8192 (at least 64)."),
-        click.option("--strategy", type=click.Choice(["best-fit", "greedy"]), default="best-fit", show_default=True,
-                     help="best-fit: best-fit decreasing over a window of pieces; greedy: stream order, least memory."),
-        click.option("--window", type=int, default=4096, show_default=True,
-                     help="best-fit: pieces weighed at once; bounds memory."),
-        click.option("--seed", type=int, default=0, show_default=True,
+        click.option("--strategy", type=click.Choice(list(strategies())), default=default(PackConfig, "strategy"),
+                     show_default=True, help="; ".join(f"{s.name}: {s.help}" for s in strategies().values()) + "."),
+        *[click.option(f"--{o.name}", o.key, type=int, default=o.default, show_default=True,
+                       help=f"{owner(o.key).name}: {o.help}.") for o in every_option().values()],
+        click.option("--seed", type=int, default=default(PackConfig, "seed"), show_default=True,
                      help="Seed of the interleaving of inputs, the subsampling and the shuffling of rows."),
         click.option("--subset-weights",
                      help="Repeat or subsample subsets, e.g. ja_wiki=2,kaken=0.5 (default 1 each)."),
         click.option("--length-weights",
                      help="Repeat or subsample documents by length in tokens, e.g. 0:0.5,4096:3: a document takes the "
                           "weight of the largest bound it reaches (1 below them all); times its subset's weight."),
-        click.option("--shard-rows", type=int, default=2048, show_default=True,
+        click.option("--shard-rows", type=int, default=default(PackConfig, "shard_rows"), show_default=True,
                      help="Rows per sequence shard; a shard is shuffled, and so held, in memory."),
-        click.option("--partitions", type=int, default=None,
+        click.option("--partitions", type=int, default=default(PackConfig, "partitions"),
                      help="Packing partitions the document shards are dealt to, each packed on its own by one worker "
                           "(default: one per ~67 M tokens, at most one per document shard). The rows depend on it, "
                           "never on --workers."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(options, command)
 
 
 def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -186,56 +204,54 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--vibrato-defaults", is_flag=True,
                      help="vibrato's own settings (ignore_space=False, max_grouping_len=0) instead of the "
                           "MeCab-identical ignore_space=True, max_grouping_len=24. Recorded in the manifest."),
-        click.option("--chunk-size", type=ByteSize(), default="64MiB", show_default=True,
+        click.option("--chunk-size", type=ByteSize(), default=ByteSize.text(default(SegmentConfig, "chunk_size")),
+                     show_default=True,
                      help="Bytes of text per unit of work, about: a larger input file is cut at line ends into "
                           "chunks, each its own unit and shard (a file no larger keeps one shard named for it)."),
         click.option("--verify-inputs", is_flag=True,
                      help="Also record each input file's sha256 and, on a rerun, redo a unit whose sha256 differs "
                           "(default: its size and modification time are compared)."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(options, command)
 
 
 def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """How a run shares work with others (array slices, concurrent runs on one output): `segment`, `pack`, `prepare`."""
     options = [
-        click.option("--workers", type=click.IntRange(min=1), default=None,
+        click.option("--workers", type=click.IntRange(min=1), default=default(RunOptions, "workers"),
                      help="Worker processes (default: the machine's cores); one unit (an input file, a packing "
                           "partition) at a time each."),
-        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+        click.option("--executor", type=click.Choice(["local", "ray"]), default=default(RunOptions, "executor"),
+                     show_default=True,
                      help="Where units run: forked local processes, or on Ray, one process per node that loads what "
                           "the units share once and forks its workers (pip install 'wwm-prep[ray]')."),
         click.option("--ray-address", help="Ray cluster to join (e.g. 'auto' or HOST:6379); default: a local Ray."),
-        click.option("--num-shards", type=click.IntRange(min=1), default=1, show_default=True,
+        click.option("--num-shards", type=click.IntRange(min=1), default=default(RunOptions, "num_shards"),
+                     show_default=True,
                      help="Array jobs: split the units into this many slices..."),
-        click.option("--shard-index", type=click.IntRange(min=0), default=0, show_default=True,
+        click.option("--shard-index", type=click.IntRange(min=0), default=default(RunOptions, "shard_index"),
+                     show_default=True,
                      help="...and process slice number this (0-based)."),
-        click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True), default=600, show_default=True,
+        click.option("--claim-timeout", type=click.FloatRange(min=0, min_open=True),
+                     default=default(RunOptions, "claim_timeout"), show_default=True,
                      help="Seconds after which a unit claimed by a silent run on another host is taken over (a dead "
                           "run on this host is taken over at once)."),
-        click.option("--overwrite", is_flag=True,
+        click.option("--overwrite", is_flag=True, default=default(RunOptions, "overwrite"),
                      help="First remove all that earlier runs made in --out (shards, rejects, reports, manifest), "
                           "then start again; without it, --out made by another stage, from other inputs or with "
                           "another configuration is refused. Never empties a directory wwm-prep did not write."),
         click.option("--quiet", is_flag=True, help="No progress bar or per-unit lines; only the summary."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(options, command)
 
 
-def segment_config(options: dict[str, Any]) -> Any:
-    """The SegmentConfig of `segment_options`' values (taken out of `options`)."""
-    from wwm_prep.pipeline.segment import SegmentConfig
-
-    subsets, tokenizer = options.pop("subsets"), options.pop("tokenizer")
-    return SegmentConfig(dictionary=options.pop("dictionary"), tokenizer=str(tokenizer) if tokenizer else None,
-                         subsets=subset_names(subsets), cache=options.pop("cache_dir"),
-                         overwrite=options["overwrite"], split_lines=options.pop("split_lines"),
-                         vibrato_defaults=options.pop("vibrato_defaults"), verify_inputs=options.pop("verify_inputs"),
-                         claim_timeout=options["claim_timeout"], chunk_size=options.pop("chunk_size"))
+def segment_config(values: Mapping[str, Any], run: RunOptions) -> SegmentConfig:
+    """The SegmentConfig of `segment_options`' values (read by name, nothing taken out), with the run's overwrite and
+    claim timeout."""
+    tokenizer = values["tokenizer"]
+    return from_values(SegmentConfig, values, tokenizer=str(tokenizer) if tokenizer else None,
+                       subsets=subset_names(values["subsets"]), cache=values["cache_dir"],
+                       overwrite=run.overwrite, claim_timeout=run.claim_timeout)
 
 
 def subset_names(text: str | None) -> tuple[str, ...] | None:
@@ -248,34 +264,19 @@ def subset_names(text: str | None) -> tuple[str, ...] | None:
     return names
 
 
-def executor_and_slice(options: dict[str, Any]) -> tuple[Any, Any]:
-    """The executor and the array-job slice that `run_options` ask for (taken out of `options`)."""
-    from wwm_prep.pipeline.executor import LocalExecutor, RayExecutor, Slice, default_workers
-
-    workers = options.pop("workers") or default_workers()
-    kind, address = options.pop("executor"), options.pop("ray_address")
-    executor = RayExecutor(workers, address) if kind == "ray" else LocalExecutor(workers)
-    return executor, Slice(options.pop("num_shards"), options.pop("shard_index"))
+def pack_config(values: Mapping[str, Any], tokenizer: Path | None = None) -> PackConfig:
+    """The PackConfig of `pack_options`' values (read by name); checked before any long step."""
+    return from_values(PackConfig, values, subset_weights=parse_subset_weights(values["subset_weights"]),
+                       length_weights=LengthWeights.parse(values["length_weights"]),
+                       strategy_options={key: values[key] for key in every_option()}, tokenizer=tokenizer)
 
 
-def pack_config(options: dict[str, Any], tokenizer: Path | None = None) -> Any:
-    """The PackConfig of `pack_options`' values (taken out of `options`); checked before any long step."""
-    from wwm_prep.core.lengths import LengthWeights
-    from wwm_prep.pipeline.pack import PackConfig, parse_subset_weights
-
-    return PackConfig(seq_len=options.pop("seq_len"), strategy=options.pop("strategy"), window=options.pop("window"),
-                      seed=options.pop("seed"), subset_weights=parse_subset_weights(options.pop("subset_weights")),
-                      length_weights=LengthWeights.parse(options.pop("length_weights")),
-                      shard_rows=options.pop("shard_rows"), tokenizer=tokenizer, partitions=options.pop("partitions"))
-
-
-def run_segment_command(inputs: tuple[str, ...], out: Path, options: dict[str, Any]) -> Any:
+def run_segment_command(inputs: tuple[str, ...], out: Path, config: SegmentConfig, run: RunOptions) -> Any:
     from wwm_prep.pipeline.segment import run_segment
 
-    config = segment_config(options)
     warn_of_the_sample_tokenizer(inputs, config.tokenizer)
-    executor, part = executor_and_slice(options)
-    return run_segment(inputs, out, config, executor=executor, part=part, quiet=options["quiet"])
+    executor, part = run.executor_and_slice()
+    return run_segment(inputs, out, config, executor=executor, part=part, quiet=run.quiet)
 
 
 def inputs_and_out(out_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -294,13 +295,14 @@ def inputs_and_out(out_help: str) -> Callable[[Callable[..., Any]], Callable[...
 @segment_options
 @run_options
 @user_errors(interrupted=interrupts.RESUME)
-def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
+def segment(inputs: tuple[str, ...], out: Path, **values: Any) -> None:
     """Segment corpus files into document shards with whole-word groups.
 
     INPUTS are llm-jp-corpus-v3 roots (holding ja/<subset>/), directories, files or globs of
     .jsonl, .jsonl.gz or .jsonl.zst. A rerun skips the files already done.
     """
-    manifest = run_segment_command(inputs, out, options)
+    run = from_values(RunOptions, values)
+    manifest = run_segment_command(inputs, out, segment_config(values, run), run)
     if manifest.complete and not manifest.failed and no_documents(manifest) is None:
         interrupts.completed()
     print_segment_summary(manifest, out)
@@ -309,7 +311,7 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
         sys.exit(1)
     if manifest.failed:
         sys.exit(1)
-    if manifest.complete and not options["quiet"]:
+    if manifest.complete and not run.quiet:
         next_steps(f"wwm-prep stats {out}", f"wwm-prep pack {out} --out SEQUENCES --seq-len 8192")
 
 
@@ -325,7 +327,7 @@ def segment(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
               help="Print what the weights will give (tokens by subset and by document length) and pack nothing.")
 @run_options
 @user_errors(interrupted=interrupts.RESUME)
-def pack(docs_dir: Path, out: Path, tokenizer: Path | None, plan: bool, **options: Any) -> None:
+def pack(docs_dir: Path, out: Path, tokenizer: Path | None, plan: bool, **values: Any) -> None:
     """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow.
 
     A rerun skips the partitions done and redoes those whose document shards changed."""
@@ -333,13 +335,14 @@ def pack(docs_dir: Path, out: Path, tokenizer: Path | None, plan: bool, **option
         from wwm_prep.pipeline.pack import plan_pack
         from wwm_prep.view.report import format_plan
 
-        click.echo(format_plan(plan_pack(docs_dir, pack_config(options, tokenizer))))
+        click.echo(format_plan(plan_pack(docs_dir, pack_config(values, tokenizer))))
         return
-    packed = run_pack_command(docs_dir, out, pack_config(options, tokenizer), options)
+    run = from_values(RunOptions, values)
+    packed = run_pack_command(docs_dir, out, pack_config(values, tokenizer), run)
     if packed is not None:
         interrupts.completed()
     print_pack_summary(packed, out)
-    if packed is not None and not options["quiet"]:
+    if packed is not None and not run.quiet:
         next_steps(*sequence_steps(out))
 
 
@@ -348,12 +351,12 @@ def sequence_steps(out: Any) -> tuple[str, ...]:
             f"python examples/train_tiny.py {out} --steps 20   # the collator in a DataLoader")
 
 
-def run_pack_command(docs_dir: Path, out: Path, config: Any, options: dict[str, Any]) -> Any:
+def run_pack_command(docs_dir: Path, out: Path, config: PackConfig, run: RunOptions) -> Any:
     from wwm_prep.pipeline.pack import run_pack
 
-    executor, part = executor_and_slice(options)
-    return run_pack(docs_dir, out, config, executor=executor, part=part, claim_timeout=options.pop("claim_timeout"),
-                    overwrite=options.pop("overwrite"), quiet=options["quiet"])
+    executor, part = run.executor_and_slice()
+    return run_pack(docs_dir, out, config, executor=executor, part=part, claim_timeout=run.claim_timeout,
+                    overwrite=run.overwrite, quiet=run.quiet)
 
 
 @click.command()
@@ -362,13 +365,14 @@ def run_pack_command(docs_dir: Path, out: Path, config: Any, options: dict[str, 
 @pack_options
 @run_options
 @user_errors(interrupted=interrupts.RESUME)
-def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
+def prepare(inputs: tuple[str, ...], out: Path, **values: Any) -> None:
     """Segment and pack in one step: corpus files → OUT/documents → OUT/sequences.
 
     INPUTS are as for `segment`. Segment units already done are skipped; nothing is packed if a file failed.
     """
-    config = pack_config(options)  # a mistake should fail before the long step, not after
-    manifest = run_segment_command(inputs, out / "documents", {**options})
+    run = from_values(RunOptions, values)
+    config = pack_config(values)  # a mistake should fail before the long step, not after
+    manifest = run_segment_command(inputs, out / "documents", segment_config(values, run), run)
     print_segment_summary(manifest, out / "documents")
     if not manifest.complete:
         click.echo(f"not packing: {len(manifest.failed)} input file(s) failed, {len(manifest.missing)} not "
@@ -377,11 +381,11 @@ def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
     if (problem := no_documents(manifest)) is not None:
         click.echo(f"not packing: {problem}", err=True)
         sys.exit(1)
-    packed = run_pack_command(out / "documents", out / "sequences", config, options)
+    packed = run_pack_command(out / "documents", out / "sequences", config, run)
     if packed is not None:
         interrupts.completed()
     print_pack_summary(packed, out / "sequences")
-    if packed is not None and not options["quiet"]:
+    if packed is not None and not run.quiet:
         next_steps(*sequence_steps(out / "sequences"))
 
 
@@ -391,8 +395,8 @@ def prepare(inputs: tuple[str, ...], out: Path, **options: Any) -> None:
 def demo(out: Path) -> None:
     """Run the pipeline on the bundled sample corpus with the default dictionary and tokenizer."""
     from wwm_prep.core.resources import resource
-    from wwm_prep.pipeline.pack import PackConfig, run_pack
-    from wwm_prep.pipeline.segment import SegmentConfig, run_segment
+    from wwm_prep.pipeline.pack import run_pack
+    from wwm_prep.pipeline.segment import run_segment
 
     manifest = run_segment([str(resource("sample", "corpus"))], out / "documents", SegmentConfig(overwrite=True))
     print_segment_summary(manifest, out / "documents")

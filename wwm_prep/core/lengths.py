@@ -3,18 +3,20 @@
 
 A length is a document's tokens as segment stored them (`input_ids`, without `<CLS>`/`<SEP>`); a piece's is the
 tokens of the part of it one row holds. Both owners of these numbers (pack choosing documents, stats counting
-rows) ask this module, so a band means the same in the plan, the manifest and the stats.
+rows) ask this module, so a band means the same in the plan, the manifest and the stats. Light to import (NumPy
+only where arrays are weighed): the command line's configuration holds a `LengthWeights`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from wwm_prep.core.errors import WwmPrepError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Lower bounds of the length bands reported: < 512, 512–2k, 2k–4k, 4k–8k, ≥ 8k tokens (a 4,096 or 8,192 row
 #: holds a document up to its bound whole, less its two specials).
@@ -60,6 +62,8 @@ class LengthWeights:
 
     def of(self, lengths: np.ndarray) -> np.ndarray:
         """float64[documents]: each document's weight by its length."""
+        import numpy as np
+
         table = np.array((1.0, *self.weights))
         return table[np.searchsorted(np.array(self.bounds, dtype=np.int64), lengths, side="right")]
 
@@ -79,6 +83,8 @@ def token_shares(lengths: np.ndarray, counts: np.ndarray | None = None,
                  bands: tuple[int, ...] = BANDS) -> list[dict[str, Any]]:
     """Tokens by the band of the length they sit in, as JSON rows ({from, to, tokens, share}; the last band is
     open, `to` null): `lengths` of pieces or documents, each seen `counts` times (default once)."""
+    import numpy as np
+
     lengths = np.asarray(lengths, dtype=np.int64)
     counts = np.ones_like(lengths) if counts is None else np.asarray(counts, dtype=np.int64)
     tokens = np.bincount(np.searchsorted(np.array(bands), lengths, side="right") - 1, weights=lengths * counts,

@@ -2,8 +2,8 @@
 
 A sequence row holds *pieces* back to back from position 0, each `<CLS> … <SEP>`; its `doc_lengths` are the
 pieces' lengths (the two specials included), and the rest of the row is `<PAD>`. Pack writes rows by this
-layout; the collator, the model, stats and inspect read them back by it. Every position is computed for a
-whole batch of rows at once, on the flattened `rows × seq_len` array.
+layout; the collator, the model (`segments_and_positions`), stats and inspect read them back by it. Every
+position is computed for a whole batch of rows at once, on the flattened `rows × seq_len` array.
 
 Each piece's provenance, in `doc_sources`, is `subset:source:line:k/n`, with `@copy` after it for the extra
 passes that a subset or length weight above 1 makes: piece k of the n pieces of the document at `line` of `source`.
@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from wwm_prep.core.arrays import offsets_of
+
+DocLengths = Sequence[Sequence[int]] | np.ndarray | None  # per row, the lengths of its pieces
 #: A `doc_sources` entry; every group is named, so that Arrow's `extract_regex` can take it whole.
 SOURCE_PATTERN = r"^(?P<subset>[^:]*):(?P<source>.*):(?P<line>\d+):(?P<k>\d+)/(?P<n>\d+)(?:@(?P<copy>\d+))?$"
 #: Pattern and replacement that turn a piece's entry into its document's (k/n dropped, the copy kept).
@@ -62,10 +65,6 @@ def subset_of(entry: str) -> str:
     return entry.split(":", 1)[0]
 
 
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    return np.cumsum(counts) - counts
-
-
 @dataclass(frozen=True)
 class RowLayout:
     """Where the pieces of packed rows lie: `lengths` of the pieces row after row, `counts` of pieces per row."""
@@ -75,10 +74,10 @@ class RowLayout:
     counts: np.ndarray  # int64[rows]
 
     @classmethod
-    def of(cls, doc_lengths: Any, seq_len: int) -> RowLayout:
+    def of(cls, doc_lengths: Any, seq_len: int, room: np.ndarray | None = None) -> RowLayout:
         """The layout of rows from their `doc_lengths`: one sequence per row (lists, arrays, 2-D arrays padded
         with zeros) or an Arrow list column. Pieces of length 0 are dropped. ValueError for lengths that are
-        negative or overfill a row."""
+        negative or overfill a row: `seq_len`, or with `room` each row's own tokens (rows padded to a batch)."""
         if hasattr(doc_lengths, "combine_chunks"):  # a pyarrow ChunkedArray (duck-typed: pyarrow is never imported)
             doc_lengths = doc_lengths.combine_chunks()
         if hasattr(doc_lengths, "offsets") and hasattr(doc_lengths, "flatten"):  # a pyarrow ListArray
@@ -90,16 +89,20 @@ class RowLayout:
             counts = np.fromiter((p.shape[0] for p in parts), dtype=np.int64, count=len(parts))
             lengths = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         layout = cls(int(seq_len), lengths, counts)
-        bad = np.flatnonzero(np.bincount(layout.row_of, weights=lengths < 0, minlength=layout.rows) > 0)
-        over = np.flatnonzero(layout.fill > seq_len)
-        if bad.size or over.size:
-            r = int(min(bad.min(initial=layout.rows), over.min(initial=layout.rows)))
-            raise ValueError(f"row {r}: doc_lengths {layout.row_lengths(r).tolist()} must be >= 0 and sum to at most "
-                             f"seq_len ({seq_len}); they sum to {int(layout.fill[r])}")
+        layout._check(seq_len if room is None else room, "seq_len" if room is None else "its tokens")
         keep = lengths > 0
         if keep.all():
             return layout
         return cls(int(seq_len), lengths[keep], np.bincount(layout.row_of[keep], minlength=layout.rows))
+
+    def _check(self, room: int | np.ndarray, what: str) -> None:
+        bad = np.flatnonzero(np.bincount(self.row_of, weights=self.lengths < 0, minlength=self.rows) > 0)
+        over = np.flatnonzero(self.fill > room)
+        if bad.size or over.size:
+            r = int(min(bad.min(initial=self.rows), over.min(initial=self.rows)))
+            limit = int(np.broadcast_to(room, (self.rows,))[r])
+            raise ValueError(f"row {r}: doc_lengths {self.row_lengths(r).tolist()} must be >= 0 and sum to at most "
+                             f"{what} ({limit}); they sum to {int(self.fill[r])}")
 
     @property
     def rows(self) -> int:
@@ -124,7 +127,7 @@ class RowLayout:
         """Flat position of each piece's first token, its `<CLS>`."""
         row_of = self.row_of
         fill = self.fill
-        return _offsets(self.lengths) - _offsets(fill)[row_of] + row_of * self.seq_len
+        return offsets_of(self.lengths)[:-1] - offsets_of(fill)[row_of] + row_of * self.seq_len
 
     @property
     def ends(self) -> np.ndarray:
@@ -145,7 +148,7 @@ class RowLayout:
     def piece_index(self) -> np.ndarray:
         """int64[rows × seq_len]: each position's piece, counted within its row from 0; -1 in the padding."""
         out = np.full(self.rows * self.seq_len, -1, dtype=np.int64)
-        within = np.arange(self.lengths.shape[0]) - np.repeat(_offsets(self.counts), self.counts)
+        within = np.arange(self.lengths.shape[0]) - np.repeat(offsets_of(self.counts)[:-1], self.counts)
         out[self.filled()] = np.repeat(within, self.lengths)
         return out
 
@@ -163,11 +166,46 @@ class RowLayout:
         segments[tails] = self.seq_len - self.fill
         segments[~is_tail] = self.lengths
         segments = segments[segments > 0]
-        bounds = np.zeros(segments.shape[0] + 1, dtype=np.int64)
-        np.cumsum(segments, out=bounds[1:])
+        edges = offsets_of(segments)
         position_ids = np.arange(self.rows * self.seq_len, dtype=np.int64)
-        position_ids -= np.repeat(bounds[:-1], segments)
-        return bounds, position_ids
+        position_ids -= np.repeat(edges[:-1], segments)
+        return edges, position_ids
+
+
+def segments_and_positions(input_ids: np.ndarray, attention_mask: np.ndarray | None = None,
+                           position_ids: np.ndarray | None = None,
+                           doc_lengths: DocLengths = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per token: which piece it belongs to (-1 = padding) and its RoPE position.
+
+    Pieces come from `doc_lengths` (per row; tokens past their sum are padding), else from
+    `position_ids` (a piece starts wherever the position does not follow the previous one, as
+    in a collator's output), else the whole row is one piece. `attention_mask` == 0 marks
+    padding in every case. Positions are `position_ids` if given, else restart at each piece
+    (0 in padding).
+    """
+    b, n = input_ids.shape
+    seg = np.zeros((b, n), dtype=np.int64)
+    if doc_lengths is not None:
+        if len(doc_lengths) != b:
+            raise ValueError(f"doc_lengths has {len(doc_lengths)} rows, input_ids {b}")
+        layout = RowLayout.of(doc_lengths, n)
+        seg = layout.piece_index().reshape(b, n)
+        pos = np.where(seg >= 0, layout.segments()[1].reshape(b, n), 0)
+    elif position_ids is not None:
+        pos = np.asarray(position_ids, dtype=np.int64).reshape(b, n)
+        starts = np.ones((b, n), dtype=bool)
+        starts[:, 1:] = pos[:, 1:] != pos[:, :-1] + 1
+        seg = np.cumsum(starts, axis=1) - 1
+    else:
+        pos = np.broadcast_to(np.arange(n), (b, n)).copy()
+    if attention_mask is not None:
+        keep = np.asarray(attention_mask).reshape(b, n) != 0
+        seg = np.where(keep, seg, -1)
+        if position_ids is None and doc_lengths is None:  # left padding: count only real tokens
+            pos = np.maximum(np.cumsum(keep, axis=1) - 1, 0)
+    if position_ids is not None:
+        pos = np.asarray(position_ids, dtype=np.int64).reshape(b, n)
+    return seg, pos
 
 
 def _numpy(x: Any) -> Any:

@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from wwm_prep.core.errors import WwmPrepError
@@ -111,6 +112,41 @@ class ShardWriter:
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is not None:
             self.abort()
+
+
+@dataclass(frozen=True)
+class ListColumn:
+    """One list column of a record batch as NumPy: flat values and row offsets into them, from 0 (views, no copy):
+    the one way every reader of shards turns a column into arrays without a Python object per token."""
+
+    values: np.ndarray
+    offsets: np.ndarray  # int64[rows + 1], offsets[0] == 0
+
+    @classmethod
+    def of(cls, batch: pa.RecordBatch | pa.ListArray, name: str | None = None, dtype: Any = None) -> ListColumn:
+        """The column `name` of a batch (or a list array itself); with `dtype`, its values cast once for the whole
+        batch (a copy, so writable)."""
+        column = batch.column(name) if name is not None else batch
+        offsets = column.offsets.to_numpy().astype(np.int64)
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        if dtype is not None:
+            values = values.astype(dtype)
+        return cls(values, offsets - offsets[0])
+
+    @property
+    def rows(self) -> int:
+        return int(self.offsets.shape[0]) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row(self, i: int) -> np.ndarray:
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def split(self) -> list[np.ndarray]:
+        """One array per row (views)."""
+        return np.split(self.values, self.offsets[1:-1])
 
 
 def read_batches(path: Path, schema: Schema, mapped: bool = False) -> Iterator[pa.RecordBatch]:
@@ -215,3 +251,21 @@ def open_shards(directory: Path) -> ShardSet:
     kind = _shard_kind(directory, paths)
     schema_name = next(n for n, k in SCHEMA_KINDS.items() if k == kind)
     return ShardSet(directory, kind, load_schema(schema_name), paths, _manifest(directory, kind))
+
+
+def open_sequences(directory: Path, reader: str) -> ShardSet:
+    """The sequence shards of `directory` with their manifest, which must list exactly the shards there: what every
+    reader of `pack`'s output opens (`reader` names it in the errors), or a one-line WwmPrepError saying what is
+    there instead."""
+    shards = open_shards(directory)
+    if shards.kind != "sequences":
+        raise WwmPrepError(f"{shards.dir} holds {shards.kind[:-1]} shards; {reader} takes the sequence shards that "
+                           f"`wwm-prep pack {shards.dir} --out SEQUENCES --seq-len 8192` makes of them")
+    manifest = SequenceManifest.read(shards.dir)
+    listed, found = sorted(s["file"] for s in manifest.shards), [p.name for p in shards.paths]
+    if listed != found:
+        missing, extra = sorted(set(listed) - set(found)), sorted(set(found) - set(listed))
+        raise WwmPrepError(f"{shards.dir}: the shards there are not those its manifest lists (missing: "
+                           f"{', '.join(missing) or 'none'}; not listed: {', '.join(extra) or 'none'}); "
+                           "re-run `wwm-prep pack` to complete it")
+    return ShardSet(shards.dir, shards.kind, shards.schema, shards.paths, manifest)

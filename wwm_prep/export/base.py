@@ -6,13 +6,13 @@ registry, so format modules stay light to import (their libraries, NumPy and Arr
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from wwm_prep.core.plugins import defined_in
 
 if TYPE_CHECKING:
     from wwm_prep.export.source import Source, Tally
@@ -57,9 +57,4 @@ def formats() -> dict[str, ExportFormat]:
     """Every format, by name."""
     from wwm_prep.export import formats as package
 
-    found = {}
-    for module in pkgutil.iter_modules(package.__path__):
-        fmt = getattr(importlib.import_module(f"{package.__name__}.{module.name}"), "FORMAT", None)
-        if isinstance(fmt, ExportFormat):
-            found[fmt.name] = fmt
-    return dict(sorted(found.items()))
+    return defined_in(package, "FORMAT", ExportFormat)

@@ -11,38 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.manifest import SequenceManifest, manifest_sha256
-from wwm_prep.core.shards import Schema, ShardSet, open_shards
+from wwm_prep.core.shards import Schema, ShardSet, open_sequences
 from wwm_prep.core.storage import AnyPath
-
-
-@dataclass(frozen=True)
-class ListColumn:
-    """One list column of a record batch as NumPy: flat values and row offsets into them (views, no copy)."""
-
-    values: np.ndarray
-    offsets: np.ndarray  # int64[rows + 1]
-
-    @classmethod
-    def of(cls, batch: pa.RecordBatch, name: str, dtype: Any = None) -> ListColumn:
-        """The column `name`; with `dtype`, its values cast once for the whole batch (a copy, so writable)."""
-        column = batch.column(name)
-        values = column.values.to_numpy(zero_copy_only=False)
-        if dtype is not None:
-            values = values.astype(dtype)
-        return cls(values, column.offsets.to_numpy().astype(np.int64))
-
-    @property
-    def rows(self) -> int:
-        return int(self.offsets.shape[0]) - 1
-
-    def row(self, i: int) -> np.ndarray:
-        return self.values[self.offsets[i] : self.offsets[i + 1]]
 
 
 @dataclass
@@ -94,15 +68,5 @@ class Source:
 
 def open_source(seq_dir: AnyPath) -> Source:
     """The sequence shards of `seq_dir` and their manifest, or a one-line WwmPrepError saying what is there instead."""
-    shards = open_shards(seq_dir)
-    if shards.kind != "sequences":
-        raise WwmPrepError(f"{shards.dir} holds {shards.kind[:-1]} shards; export takes the sequence shards that "
-                           f"`wwm-prep pack {shards.dir} --out SEQUENCES --seq-len 8192` makes of them")
-    manifest = SequenceManifest.read(shards.dir)
-    listed, found = sorted(s["file"] for s in manifest.shards), [p.name for p in shards.paths]
-    if listed != found:
-        missing, extra = sorted(set(listed) - set(found)), sorted(set(found) - set(listed))
-        raise WwmPrepError(f"{shards.dir}: the shards there are not those its manifest lists (missing: "
-                           f"{', '.join(missing) or 'none'}; not listed: {', '.join(extra) or 'none'}); "
-                           "re-run `wwm-prep pack` to complete it")
-    return Source(shards, manifest, manifest_sha256(shards.dir))
+    shards = open_sequences(seq_dir, "export")
+    return Source(shards, shards.manifest, manifest_sha256(shards.dir))  # type: ignore[arg-type]

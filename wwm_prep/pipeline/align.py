@@ -19,20 +19,24 @@ from itertools import chain
 
 import numpy as np
 
+from wwm_prep.core.arrays import offsets_of
+
 
 @dataclass(frozen=True)
 class Aligned:
+    """A batch of documents, tokens end to end, with their whole-word groups: what `align_batch` makes and, once the
+    misaligned documents' groups are filled in by `align_offsets`, what segment writes."""
+
     ids: np.ndarray  # int32, the batch's tokens end to end
     word_starts: np.ndarray  # uint8, 1 where a token starts a group
     token_counts: np.ndarray  # int64 per document
     word_counts: np.ndarray  # int64 per document
-    misaligned: np.ndarray  # indices of documents the arithmetic could not align (their word_starts are void)
+    misaligned: np.ndarray  # documents the arithmetic could not align: void word_starts until asked of both tools
 
-
-def _offsets(counts: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=out[1:])
-    return out
+    @property
+    def exact_path(self) -> int:
+        """Documents whose offsets had to be asked of both tools."""
+        return len(self.misaligned)
 
 
 def _lengths(items: list) -> np.ndarray:
@@ -146,7 +150,7 @@ def blank_tokens(space: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.
     second = starts[candidates] + 1
     candidates = candidates[(second >= ends[candidates]) | space[np.minimum(second, last)]]
     lengths = ends[candidates] - starts[candidates]
-    at = np.repeat(starts[candidates] - _offsets(lengths)[:-1], lengths) + np.arange(int(lengths.sum()))
+    at = np.repeat(starts[candidates] - offsets_of(lengths)[:-1], lengths) + np.arange(int(lengths.sum()))
     solid = np.bincount(np.repeat(np.arange(len(candidates)), lengths), weights=~space[at], minlength=len(candidates))
     blank[candidates] = solid == 0
     return blank
@@ -172,7 +176,7 @@ class Spaces:
 def char_byte_offsets(codepoints: np.ndarray) -> np.ndarray:
     """Byte offset of each character boundary (length n + 1) from code points."""
     widths = 1 + (codepoints >= 0x80).astype(np.int64) + (codepoints >= 0x800) + (codepoints >= 0x10000)
-    return _offsets(widths)
+    return offsets_of(widths)
 
 
 def group_starts(starts: np.ndarray, whitespace: np.ndarray, doc_tokens: np.ndarray) -> np.ndarray:
@@ -224,18 +228,18 @@ def align_batch(
     joined = "".join(texts)
     encoded = list(map(str.encode, texts))
     raw = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    doc_bytes = _offsets(_lengths(encoded))
+    doc_bytes = offsets_of(_lengths(encoded))
 
     # Words: vibrato's surfaces tile the batch's bytes less the runs of spaces it skips.
     parts = bytes_of(raw, np.flatnonzero(raw <= spaces.top), spaces.ascii, present(joined, spaces.others))
     skipped = np.sort(np.concatenate(parts), kind="stable") if len(parts) > 1 else parts[0]  # merges sorted runs
     first = run_firsts(skipped, doc_bytes)
     run_starts = skipped[first]
-    skipped_before = _offsets(np.diff(np.append(np.flatnonzero(first), len(skipped))))
+    skipped_before = offsets_of(np.diff(np.append(np.flatnonzero(first), len(skipped))))
     run_at = run_starts - skipped_before[:-1]  # where each run lies among the kept bytes
     doc_kept = doc_bytes - skipped_before[np.searchsorted(run_starts, doc_bytes)]
     word_counts = _lengths(surfaces)
-    doc_words = _offsets(word_counts)
+    doc_words = offsets_of(word_counts)
     word_ends = string_ends(surfaces, absent_char(joined))
     words_ok = np.diff(word_ends[doc_words]) == np.diff(doc_kept)
     word_starts = word_ends[:-1]
@@ -248,15 +252,15 @@ def align_batch(
 
     # Tokens: piece k starts where the bytes of the pieces before it end (less each document's dummy prefix).
     token_counts = _lengths(ids)
-    doc_tokens = _offsets(token_counts)
+    doc_tokens = offsets_of(token_counts)
     flat_ids = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(doc_tokens[-1]))
     lengths = piece_bytes[flat_ids]
     nonempty = token_counts > 0
     lengths[doc_tokens[:-1][nonempty]] -= 1
-    token_bytes = _offsets(lengths)
+    token_bytes = offsets_of(lengths)
     tokens_ok = np.diff(token_bytes[doc_tokens]) == np.diff(doc_bytes)
     if lengths.min(initial=0) < 0:  # a piece of unknown length (<unk>): those documents take the exact path
-        tokens_ok &= np.diff(_offsets(lengths < 0)[doc_tokens]) == 0
+        tokens_ok &= np.diff(offsets_of(lengths < 0)[doc_tokens]) == 0
     token_starts, token_ends = token_bytes[:-1], token_bytes[1:]
     if not tokens_ok.all():  # count each document from its own start, every offset in range
         per_token = np.repeat(token_bytes[doc_tokens[:-1]] - doc_bytes[:-1], token_counts)

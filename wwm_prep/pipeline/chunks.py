@@ -30,7 +30,6 @@ from wwm_prep.pipeline.executor import Executor
 from wwm_prep.pipeline.progress import Elapsed
 from wwm_prep.pipeline.units import Made, Status, UnitFailed, UnitResult, UnitStage, gather
 
-DEFAULT_CHUNK_SIZE = 64 << 20  # ≈16 M llm-jp tokens: ~30 s of one core, a ~75 MB shard (see the README)
 INDEX_DIR = "index"
 INDEX_VERSION = 1
 BLOCK = 4 << 20  # bytes of text scanned at a time for line ends

@@ -13,11 +13,10 @@ the packer holds at most `window` pieces (plus the batch being added), and the w
 from __future__ import annotations
 
 import itertools
-import math
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,14 @@ import pyarrow as pa
 
 from wwm_prep.core.claims import DEFAULT_TIMEOUT
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.lengths import LengthWeights
 from wwm_prep.core.manifest import (DocumentManifest, SequenceConfig, SequenceManifest, TokenizerRecord,
                                     manifest_sha256, schema_ref)
 from wwm_prep.core.rows import PieceSource
-from wwm_prep.core.shards import ShardWriter, load_schema, read_batches
+from wwm_prep.core.shards import ListColumn, ShardWriter, load_schema, read_batches
 from wwm_prep.core.storage import AnyPath, Output, is_remote, local_copy, location, recorded
-from wwm_prep.pipeline.packing import (SENTENCE_REACH, STRATEGIES, Piece, SentenceEnds, Specials, best_fit, columns,
-                                       cut_bounds, greedy, load_sentence_ends)
+from wwm_prep.pipeline.config import PackConfig
+from wwm_prep.pipeline.packing import (SENTENCE_REACH, Piece, SentenceEnds, Specials, columns, cut_bounds,
+                                       load_sentence_ends)
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.partitions import Partition, Source, deal, default_partitions, intact, passes, plan
 from wwm_prep.pipeline.progress import Counters, ProgressDisplay
@@ -42,9 +41,6 @@ from wwm_prep.pipeline.units import Made, Status, UnitFailed, UnitStage, announc
 from wwm_prep.text.registry import cache_dir
 from wwm_prep.text.tokenizer import locate_tokenizer
 
-MIN_SEQ_LEN = 64
-DEFAULT_WINDOW = 4096
-DEFAULT_SHARD_ROWS = 2048
 MAX_OPEN = 64  # document shards the interleave draws from at once (open files only: a batch is read when drawn)
 WRITE_ROWS = 256  # rows per Arrow record batch of a sequence shard
 SHARD_NAME = "sequences-{:05d}-{:05d}.arrow"  # partition, shard within it
@@ -53,50 +49,6 @@ COUNTS = ("documents", "dropped_documents", "pieces", "tokens", "cut_documents",
 # Independent random streams derived from --seed. The partition comes last in their seeds: a seed is padded with
 # zeros, so partition 0 draws what packs made before partitions drew, and their bytes stay reproducible.
 _INTERLEAVE, _SHUFFLE = 1, 2
-
-
-@dataclass(frozen=True)
-class PackConfig:
-    """How to pack, built once (by the command line), checked here, and recorded in the manifest."""
-
-    seq_len: int
-    strategy: str = "best-fit"
-    window: int = DEFAULT_WINDOW  # best-fit: pieces weighed at once
-    seed: int = 0
-    subset_weights: Mapping[str, float] = field(default_factory=dict)
-    length_weights: LengthWeights = LengthWeights()  # by document length; they multiply the subset weights
-    shard_rows: int = DEFAULT_SHARD_ROWS
-    tokenizer: Path | None = None  # the documents' tokenizer, where it has moved since segment
-    partitions: int | None = None  # None: one per PARTITION_TOKENS tokens, at most one per pass over a shard
-
-    def __post_init__(self) -> None:
-        if self.partitions is not None and self.partitions < 1:
-            raise WwmPrepError(f"--partitions must be at least 1, not {self.partitions}")
-        if self.seq_len < MIN_SEQ_LEN:
-            raise WwmPrepError(f"--seq-len must be at least {MIN_SEQ_LEN}, not {self.seq_len}")
-        if self.strategy not in STRATEGIES:
-            raise WwmPrepError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
-        if self.window < 1 or self.shard_rows < 1:
-            raise WwmPrepError("--window and --shard-rows must be at least 1")
-
-
-def parse_subset_weights(text: str | None) -> dict[str, float]:
-    """`ja_wiki=2,kaken=0.5` → {"ja_wiki": 2.0, "kaken": 0.5}."""
-    weights: dict[str, float] = {}
-    for item in filter(None, (s.strip() for s in (text or "").split(","))):
-        name, sep, value = (part.strip() for part in item.partition("="))
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = math.nan
-        if not sep or not name or not (math.isfinite(weight) and weight >= 0):
-            raise WwmPrepError(
-                f"subset weights: {item!r} is not SUBSET=WEIGHT with a weight ≥ 0 (e.g. ja_wiki=2,kaken=0.5)"
-            )
-        if name in weights:
-            raise WwmPrepError(f"subset weights: {name} is given twice")
-        weights[name] = weight
-    return weights
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -138,7 +90,7 @@ def _read(source: Source, seed: int) -> Iterator[tuple[pa.RecordBatch, np.ndarra
 
     A `map`, not a generator: a suspended generator would keep its last batch alive, one per open source."""
     draws = source.draws(seed)
-    return map(lambda batch: (batch, source.take(draws, np.diff(batch.column("input_ids").offsets.to_numpy()))),
+    return map(lambda batch: (batch, source.take(draws, ListColumn.of(batch, "input_ids").lengths)),
                read_batches(source.path, load_schema("document")))
 
 
@@ -171,18 +123,12 @@ def _interleave(sources: Sequence[Source], seed: int, partition: int
 # ---------------------------------------------------------------------------------------------- cutting
 
 
-def _flat(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
-    """Values and zero-based offsets of a list column."""
-    offsets = column.offsets.to_numpy()
-    return column.flatten().to_numpy(), offsets - offsets[0]
-
-
 def _pieces(source: Source, batch: pa.RecordBatch, keep: np.ndarray, capacity: int, ends: SentenceEnds | None,
             counts: dict[str, int], subsets: dict[str, dict[str, int]], progress: Counters) -> list[Piece]:
     """The pieces of a batch's documents taken by this pass, in document order."""
-    ids, offsets = _flat(batch.column("input_ids"))
-    word_starts, ws_offsets = _flat(batch.column("word_starts"))
-    if not np.array_equal(offsets, ws_offsets):
+    id_column, ws_column = ListColumn.of(batch, "input_ids"), ListColumn.of(batch, "word_starts")
+    ids, offsets, word_starts = id_column.values, id_column.offsets, ws_column.values
+    if not np.array_equal(offsets, ws_column.offsets):
         raise WwmPrepError(
             f"{source.path}: input_ids and word_starts differ in length; the shard is corrupt, rerun segment"
         )
@@ -247,7 +193,7 @@ def _output(out_dir: AnyPath | str, docs_dir: AnyPath, config: PackConfig, overw
 
 def _options(config: PackConfig, partitions: int, specials: Specials, ends: SentenceEnds | None) -> dict[str, Any]:
     """Everything besides its inputs that a partition's rows depend on: a report made with others is redone."""
-    options = {"seq_len": config.seq_len, "strategy": config.strategy, "window": config.window, "seed": config.seed,
+    options = {"seq_len": config.seq_len, "strategy": config.strategy, **config.strategy_options, "seed": config.seed,
                "subset_weights": dict(sorted(config.subset_weights.items())), "shard_rows": config.shard_rows,
                "partitions": partitions, "specials": asdict(specials), "sentence_ends": ends is not None,
                "schema": load_schema("sequence").version}
@@ -312,10 +258,7 @@ class PackStage(UnitStage[Partition]):
         subsets = {s.subset: {"documents": 0, "tokens": 0} for s in partition.sources}
         batches = (_pieces(source, batch, keep, config.seq_len - 2, self.ends, counts, subsets, counters)
                    for source, batch, keep in _interleave(partition.sources, config.seed, partition.index))
-        if config.strategy == "best-fit":
-            rows = best_fit(batches, config.seq_len, config.window)
-        else:
-            rows = greedy(batches, config.seq_len)
+        rows = config.packer.rows(batches, config.seq_len, config.strategy_options)
         shards: list[dict[str, Any]] = []
         block: list[list[Piece]] = []
         for row in itertools.chain(rows, [None]):
@@ -344,7 +287,7 @@ def _manifest(docs_dir: AnyPath, documents: DocumentManifest, config: PackConfig
         schema=schema_ref(schema.name, schema.version),
         seq_len=config.seq_len,
         strategy=config.strategy,
-        window=config.window if config.strategy == "best-fit" else None,
+        window=config.strategy_options.get("window"),  # the manifest's one strategy option (schemas/manifest.json)
         seed=config.seed,
         subset_weights={name: s["weight"] for name, s in subsets.items()},
         length_weights=config.length_weights.record(),

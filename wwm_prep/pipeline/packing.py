@@ -9,8 +9,6 @@ boundary. The result depends only on the order pieces arrive in.
 from __future__ import annotations
 
 import os
-from bisect import bisect_right, insort
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -19,15 +17,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wwm_prep.core.arrays import offsets_of
 from wwm_prep.core.files import sha256_file, temp_path
 from wwm_prep.core.rows import RowLayout
 from wwm_prep.text.tokenizer import open_tokenizer
 
-STRATEGIES = ("best-fit", "greedy")
 SENTENCE_ENDS = ("。", "！", "？", "\n")
 SENTENCE_REACH = 32  # a sentence end is "close" to a cut within 1/32 of a row before the limit
-_ARRIVAL_BITS = 40  # best-fit keys: size << 40 | (2**40 - 1 - arrival), so ties go to the earlier piece
-_ARRIVAL_MASK = (1 << _ARRIVAL_BITS) - 1
 
 
 class Piece(NamedTuple):
@@ -118,56 +114,6 @@ def cut_bounds(ids: np.ndarray, word_starts: np.ndarray, start: int, end: int, c
     return bounds
 
 
-# ---------------------------------------------------------------------------------------------- packing
-
-
-def best_fit(batches: Iterable[list[Piece]], seq_len: int, window: int) -> Iterator[list[Piece]]:
-    """Rows by best-fit decreasing over a window of pieces.
-
-    The longest waiting piece opens a row; the row is then completed best-fit, each time with the longest
-    waiting piece that still fits, until none does. Short pieces thus wait for the small gaps that long ones
-    leave, and fill them. Rows are made while at least `window` pieces wait, then from what remains at the
-    end. Ties go to the piece that arrived first: the result depends on nothing but the input order.
-    """
-    keys: list[int] = []  # sorted: size << _ARRIVAL_BITS | (_ARRIVAL_MASK - arrival)
-    waiting: dict[int, Piece] = {}
-
-    def row() -> list[Piece]:
-        first = waiting.pop(keys.pop())
-        pieces, room = [first], seq_len - first.size
-        while (i := bisect_right(keys, (room << _ARRIVAL_BITS) | _ARRIVAL_MASK) - 1) >= 0:
-            pieces.append(waiting.pop(keys.pop(i)))
-            room -= pieces[-1].size
-        return pieces
-
-    arrival = 0
-    for batch in batches:
-        for piece in batch:
-            key = (piece.size << _ARRIVAL_BITS) | (_ARRIVAL_MASK - arrival)
-            insort(keys, key)
-            waiting[key] = piece
-            arrival += 1
-        while len(keys) >= window:
-            yield row()
-    while keys:
-        yield row()
-
-
-def greedy(batches: Iterable[list[Piece]], seq_len: int) -> Iterator[list[Piece]]:
-    """Rows in stream order: pieces go into the current row until the next does not fit (next-fit)."""
-    pieces: list[Piece] = []
-    room = seq_len
-    for batch in batches:
-        for piece in batch:
-            if piece.size > room:
-                yield pieces
-                pieces, room = [], seq_len
-            pieces.append(piece)
-            room -= piece.size
-    if pieces:
-        yield pieces
-
-
 # ---------------------------------------------------------------------------------------------- rows
 
 
@@ -192,7 +138,7 @@ def columns(rows: list[list[Piece]], seq_len: int, specials: Specials) -> dict[s
     word_starts = np.concatenate(start_parts)
     word_starts[layout.starts + 1] = 1  # a piece cut inside an over-long group still starts a group of its own
     row_offsets = pa.array(np.arange(len(rows) + 1, dtype=np.int32) * seq_len)
-    piece_offsets = pa.array(np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32))
+    piece_offsets = pa.array(offsets_of(per_row).astype(np.int32))
     return {
         "input_ids": pa.ListArray.from_arrays(row_offsets, pa.array(ids)),
         "word_starts": pa.ListArray.from_arrays(row_offsets, pa.array(word_starts)),

@@ -19,7 +19,7 @@ import numpy as np
 
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.lengths import LengthWeights, token_shares
-from wwm_prep.core.shards import load_schema, read_batches
+from wwm_prep.core.shards import ListColumn, load_schema, read_batches
 from wwm_prep.core.storage import AnyPath, identity, is_remote, sha256_of
 
 PARTITION_TOKENS = 1 << 26  # default partitions hold ~67 M tokens (~8,000 rows of 8,192): best-fit's tail stays small
@@ -76,7 +76,7 @@ class Partition:
 def shard_lengths(path: AnyPath) -> np.ndarray:
     """int64[documents]: the length in tokens of each document of a shard, from its list offsets alone."""
     batches = read_batches(path, load_schema("document"), mapped=True)
-    parts = [np.diff(batch.column("input_ids").offsets.to_numpy()) for batch in batches]
+    parts = [ListColumn.of(batch, "input_ids").lengths for batch in batches]  # values are views: not read
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
 

@@ -18,15 +18,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from wwm_prep.core.claims import DEFAULT_TIMEOUT
+from wwm_prep.core.arrays import offsets_of
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.files import temp_path
 from wwm_prep.core.groups import count_groups
 from wwm_prep.core.manifest import DocumentConfig, DocumentManifest, TokenizerRecord, schema_ref
 from wwm_prep.core.shards import ShardWriter, load_schema
 from wwm_prep.core.storage import Output, local_copy, location, recorded
-from wwm_prep.pipeline.align import Spaces, align_batch, align_offsets
-from wwm_prep.pipeline.chunks import DEFAULT_CHUNK_SIZE, INDEX_DIR, Chunk, index_files, same_input
+from wwm_prep.pipeline.align import Aligned, Spaces, align_batch, align_offsets
+from wwm_prep.pipeline.chunks import INDEX_DIR, Chunk, index_files, same_input
+from wwm_prep.pipeline.config import SegmentConfig
 from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
@@ -41,17 +42,6 @@ COUNTS = ("documents", "characters", "words", "tokens", "groups", "empty", "reje
 
 BATCH_CHARS = 1 << 20  # documents are aligned and written ~1 M characters at a time: memory stays flat
 VIBRATO_CHARS = 100_000  # the longest text vibrato sees in one call (see _chunks)
-
-
-@dataclass(frozen=True)
-class Segmented:
-    """A batch of documents, tokens end to end."""
-
-    ids: np.ndarray  # int32
-    word_starts: np.ndarray  # uint8
-    token_counts: np.ndarray
-    word_counts: np.ndarray
-    exact_path: int  # documents whose offsets had to be asked of both tools
 
 
 def _chunks(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -96,17 +86,17 @@ class Segmenter:
     def _spans(self, text: str) -> list[tuple[int, int]]:
         return _lines(text) if self.split_lines else _chunks(text)
 
-    def __call__(self, texts: list[str]) -> Segmented:
+    def __call__(self, texts: list[str]) -> Aligned:
         tok, tagger = self.tokenizer, self.dictionary.tagger
         surfaces = [tagger.tokenize_to_surfaces(text) if len(text) <= VIBRATO_CHARS and not self.split_lines else
                     [s for start, end in self._spans(text) for s in tagger.tokenize_to_surfaces(text[start:end])]
                     for text in texts]
         ids = [tok.sp.encode(text) for text in texts]
         aligned = align_batch(texts, ids, surfaces, tok.piece_bytes, tok.whitespace, self.spaces)
-        doc_tokens = np.concatenate([[0], np.cumsum(aligned.token_counts)])
+        doc_tokens = offsets_of(aligned.token_counts)
         for i in aligned.misaligned:
             aligned.word_starts[doc_tokens[i] : doc_tokens[i + 1]] = self._exact(texts[i], aligned.ids[doc_tokens[i] : doc_tokens[i + 1]])
-        return Segmented(aligned.ids, aligned.word_starts, aligned.token_counts, aligned.word_counts, len(aligned.misaligned))
+        return aligned
 
     def _exact(self, text: str, ids: np.ndarray) -> np.ndarray:
         pieces = self.tokenizer.sp.encode(text, return_type="proto").pieces
@@ -120,12 +110,11 @@ class Segmenter:
 
 
 def _list_array(values: np.ndarray, counts: np.ndarray, dtype: pa.DataType) -> pa.ListArray:
-    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
-    np.cumsum(counts, out=offsets[1:])
+    offsets = offsets_of(counts).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=dtype))
 
 
-def _columns(chunk: Chunk, docs: list[Document], seg: Segmented) -> dict[str, Any]:
+def _columns(chunk: Chunk, docs: list[Document], seg: Aligned) -> dict[str, Any]:
     n = len(docs)
     return {
         "input_ids": _list_array(seg.ids, seg.token_counts, pa.int32()),
@@ -217,22 +206,6 @@ def segment_file(chunk: Chunk, out_dir: Path, segmenter: Segmenter, progress: Pr
         "seconds": round(time.perf_counter() - started, 3),
         **counts,
     }
-
-
-@dataclass(frozen=True)
-class SegmentConfig:
-    """What a segment run makes its shards with, built once (by the command line) and passed down whole."""
-
-    dictionary: str | None = None  # a registered name, a dictionary directory or file; None: the default
-    tokenizer: str | None = None  # a SentencePiece .model; None: the bundled sample model
-    subsets: tuple[str, ...] | None = None  # subsets to take from corpus roots; None: all
-    cache: Path | None = None  # where dictionaries are converted and fetched to
-    overwrite: bool = False  # redo every unit, even of an output made with another configuration
-    split_lines: bool = False  # vibrato reads one line at a time, not whole documents
-    vibrato_defaults: bool = False  # vibrato's own settings, not the MeCab-identical ones
-    verify_inputs: bool = False  # record and compare each input's sha256, not only its size and mtime
-    claim_timeout: float = DEFAULT_TIMEOUT  # seconds before a silent run's claim on a unit is taken over
-    chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes of text per unit, about; a file no larger is one unit
 
 
 def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, config: SegmentConfig) -> DocumentConfig:

@@ -18,15 +18,16 @@ See ``docs/collator.md``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from wwm_prep.core.rows import RowLayout
 from wwm_prep.train.masking import IGNORE_INDEX, Choice, choose, content, mask_batch, varlen_bounds
-from wwm_prep.train.options import LLMJP_V3_SPECIALS, MaskingOptions, check_return_tensors, token_ids
+from wwm_prep.train.options import LLMJP_V3_SPECIALS, MaskingOptions, check_return_tensors, keywords
 from wwm_prep.train.randomness import batch_keys
 from wwm_prep.train.schedule import RateSchedule, Schedule
 from wwm_prep.train.selection import select_groups
@@ -85,10 +86,17 @@ class _Option:
 
 
 def _options_as_attributes(cls: type) -> type:
-    """Every field of :class:`MaskingOptions` becomes an attribute of the collator, as before options existed."""
-    for option in dataclasses.fields(MaskingOptions):
-        if option.init:
-            setattr(cls, option.name, _Option(option.name))
+    """Every keyword of :class:`MaskingOptions` becomes an attribute of the collator, as before options existed,
+    and a keyword of its signature (what ``help()`` and editors show), with its default."""
+    for option in keywords():
+        setattr(cls, option.name, _Option(option.name))
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    given = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+             inspect.Parameter("tokenizer", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)]
+    given += [inspect.Parameter(o.name, keyword, default=None if o.default is dataclasses.MISSING else o.default,
+                                annotation=o.type) for o in keywords()]
+    given += [inspect.Parameter(name, keyword, default=0, annotation="int") for name in ("seed", "epoch")]
+    cls.__init__.__signature__ = inspect.Signature(given, return_annotation="None")  # type: ignore[attr-defined]
     return cls
 
 
@@ -147,39 +155,8 @@ class WholeWordMaskCollator:
     same name, and setting one checks it again.
     """
 
-    def __init__(
-        self,
-        tokenizer: Any = None,
-        *,
-        mask_id: int | None = None,
-        pad_id: int | None = None,
-        special_ids: Iterable[int] | None = None,
-        vocab_size: int | None = None,
-        mlm_probability: float = 0.15,
-        mask_replace_prob: float = 0.8,
-        random_replace_prob: float = 0.1,
-        seed: int = 0,
-        epoch: int = 0,
-        per_document_budget: bool = False,
-        rule: str = "skip",
-        pad_to_multiple_of: int | None = 8,
-        return_tensors: str = "np",
-        return_varlen: bool = True,
-        masking: str = "word",
-        max_ngram: int = 3,
-        span_p: float = 0.2,
-        max_span: int = 10,
-        block_attention: bool = False,
-        return_document_ids: bool = False,
-    ) -> None:
-        self.options = MaskingOptions(
-            **token_ids(tokenizer, mask_id=mask_id, pad_id=pad_id, special_ids=special_ids, vocab_size=vocab_size),
-            mlm_probability=mlm_probability, mask_replace_prob=mask_replace_prob,
-            random_replace_prob=random_replace_prob, per_document_budget=per_document_budget, rule=rule,
-            pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors, return_varlen=return_varlen,
-            masking=masking, max_ngram=max_ngram, span_p=span_p, max_span=max_span,
-            block_attention=block_attention, return_document_ids=return_document_ids,
-        )
+    def __init__(self, tokenizer: Any = None, *, seed: int = 0, epoch: int = 0, **options: Any) -> None:
+        self.options = MaskingOptions.of(tokenizer, **options)
         self.seed = int(seed)
         self.epoch = int(epoch)
         self.rows_seen = 0
@@ -262,17 +239,9 @@ class WholeWordMaskCollator:
         return _FollowTrainer()
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(mask_id={self.mask_id}, pad_id={self.pad_id}, "
-            f"special_ids={list(self.special_ids)}, vocab_size={self.vocab_size}, "
-            f"mlm_probability={self.mlm_probability}, mask_replace_prob={self.mask_replace_prob}, "
-            f"random_replace_prob={self.random_replace_prob}, seed={self.seed}, epoch={self.epoch}, "
-            f"per_document_budget={self.per_document_budget}, rule={self.rule!r}, masking={self.masking!r}, "
-            f"max_ngram={self.max_ngram}, span_p={self.span_p}, max_span={self.max_span}, "
-            f"pad_to_multiple_of={self.pad_to_multiple_of}, return_tensors={self.return_tensors!r}, "
-            f"return_varlen={self.return_varlen}, block_attention={self.block_attention}, "
-            f"return_document_ids={self.return_document_ids}, schedule={self.schedule!r})"
-        )
+        shown = [(o.name, getattr(self, o.name)) for o in keywords()]
+        shown += [("seed", self.seed), ("epoch", self.epoch), ("schedule", self.schedule)]
+        return f"{type(self).__name__}({', '.join(f'{name}={value!r}' for name, value in shown)})"
 
     # ------------------------------------------------------------------ entry points
 
@@ -386,18 +355,8 @@ def _layout(rows: Sequence[Mapping[str, Any]], id_rows: list[np.ndarray], length
     """
     if all(f.get("doc_lengths") is None for f in rows):
         return None
-    parts = [_as_array(_one_piece(r, pad_id) if f.get("doc_lengths") is None else f["doc_lengths"]).reshape(-1)
-             for f, r in zip(rows, id_rows)]
-    counts = np.fromiter((p.shape[0] for p in parts), dtype=np.int64, count=len(parts))
-    flat = np.concatenate(parts).astype(np.int64) if counts.sum() else np.zeros(0, dtype=np.int64)
-    layout = RowLayout(length, flat, counts)
-    bad = layout.fill > lengths
-    if (flat < 0).any():
-        bad |= np.bincount(layout.row_of, weights=flat < 0, minlength=layout.rows) > 0
-    if bad.any():
-        r = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"doc_lengths of row {r} are negative or do not fit in its {int(lengths[r])} tokens")
-    return layout
+    parts = [_one_piece(r, pad_id) if f.get("doc_lengths") is None else f["doc_lengths"] for f, r in zip(rows, id_rows)]
+    return RowLayout.of(parts, length, room=lengths)
 
 
 def _one_piece(ids: np.ndarray, pad_id: int) -> list[int]:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from wwm_prep.core import groups as core_groups
+from wwm_prep.core.arrays import offsets_of
 from wwm_prep.core.rows import RowLayout
 from wwm_prep.core.specials import IGNORE_INDEX
 from wwm_prep.train.attention import block_mask, document_ids
@@ -145,8 +146,7 @@ def word_spans(groups: Groups, bounds: np.ndarray | None, length: int, keys: np.
     run_start[1:] = (starts[1:] != starts[:-1] + sizes[:-1]) | (part[1:] != part[:-1])
     h = stream(starts, np.repeat(keys, groups.row_counts), SALT_SPAN)
     first, words, drawn = tile_runs(run_start, draw_lengths(h, options.span_thresholds))
-    tokens_before = np.zeros(starts.shape[0] + 1, dtype=np.int64)
-    np.cumsum(sizes, out=tokens_before[1:])
+    tokens_before = offsets_of(sizes)
     span_starts = starts[first]
     row_counts = np.diff(np.searchsorted(span_starts, rows))
     per_unit = bounds is not None and options.per_document_budget

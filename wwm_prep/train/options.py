@@ -6,6 +6,7 @@ NumPy only: SentencePiece, transformers and the tokenizer module are imported on
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable
@@ -90,40 +91,38 @@ def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-#: How each option is normalised once it has been checked.
-_CONVERT: dict[str, Callable[[Any], Any]] = {
-    "mask_id": int, "pad_id": int, "vocab_size": int, "mlm_probability": float, "mask_replace_prob": float,
-    "random_replace_prob": float, "per_document_budget": bool, "pad_to_multiple_of": _optional_int,
-    "return_varlen": bool, "max_ngram": int, "span_p": float, "max_span": int, "block_attention": bool,
-    "return_document_ids": bool,
-}
+def _option(default: Any = dataclasses.MISSING, convert: Callable[[Any], Any] | None = None) -> Any:
+    """A collator keyword: its default (none: read from the tokenizer) and how it is normalised once checked."""
+    return field(default=default, metadata={"convert": convert} if convert else {})
 
 
 @dataclass(frozen=True)
 class MaskingOptions:
     """Everything a collator is set up with except its random stream (seed, epoch, rows seen), checked once.
 
-    The fields are the collator's keywords of the same names; ``special_ids`` always holds the mask and pad ids.
+    The one definition of the collator's keywords: its signature, its attributes and its ``repr`` are made from
+    these fields (:func:`keywords`), each default is written here only. ``special_ids`` always holds the mask and
+    pad ids.
     """
 
-    mask_id: int
-    pad_id: int
-    special_ids: tuple[int, ...]
-    vocab_size: int
-    mlm_probability: float = 0.15
-    mask_replace_prob: float = 0.8
-    random_replace_prob: float = 0.1
-    per_document_budget: bool = False
-    rule: str = "skip"
-    pad_to_multiple_of: int | None = 8
-    return_tensors: str = "np"
-    return_varlen: bool = True
-    masking: str = "word"
-    max_ngram: int = 3
-    span_p: float = 0.2
-    max_span: int = 10
-    block_attention: bool = False
-    return_document_ids: bool = False
+    mask_id: int = _option(convert=int)
+    pad_id: int = _option(convert=int)
+    special_ids: tuple[int, ...] = _option()
+    vocab_size: int = _option(convert=int)
+    mlm_probability: float = _option(0.15, float)
+    mask_replace_prob: float = _option(0.8, float)
+    random_replace_prob: float = _option(0.1, float)
+    per_document_budget: bool = _option(False, bool)
+    rule: str = _option("skip")
+    pad_to_multiple_of: int | None = _option(8, _optional_int)
+    return_tensors: str = _option("np")
+    return_varlen: bool = _option(True, bool)
+    masking: str = _option("word")
+    max_ngram: int = _option(3, int)
+    span_p: float = _option(0.2, float)
+    max_span: int = _option(10, int)
+    block_attention: bool = _option(False, bool)
+    return_document_ids: bool = _option(False, bool)
     #: With special ids 0..k-1 (llm-jp: 0..7), "maskable" is one comparison, ``id >= special_below``.
     special_below: int | None = field(init=False, repr=False, compare=False)
     special_array: np.ndarray = field(init=False, repr=False, compare=False)
@@ -132,10 +131,19 @@ class MaskingOptions:
     #: Cut points that turn uniform 64-bit draws into the mode's span lengths (``spans.length_thresholds``).
     span_thresholds: np.ndarray = field(init=False, repr=False, compare=False)
 
+    @classmethod
+    def of(cls, tokenizer: Any = None, **given: Any) -> MaskingOptions:
+        """A collator's keywords checked; the token ids not given are read from `tokenizer` (none: llm-jp v3's)."""
+        if unknown := sorted(set(given) - {f.name for f in keywords()}):
+            raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+        ids = token_ids(tokenizer, **{key: given.pop(key, None) for key in LLMJP_V3_SPECIALS})
+        return cls(**ids, **given)
+
     def __post_init__(self) -> None:
         self._check()
-        for name, convert in _CONVERT.items():
-            object.__setattr__(self, name, convert(getattr(self, name)))
+        for option in keywords():
+            if convert := option.metadata.get("convert"):
+                object.__setattr__(self, option.name, convert(getattr(self, option.name)))
         specials = tuple(sorted({int(i) for i in self.special_ids} | {self.mask_id, self.pad_id}))
         object.__setattr__(self, "special_ids", specials)
         object.__setattr__(self, "special_below", len(specials) if specials == tuple(range(len(specials))) else None)
@@ -172,6 +180,11 @@ class MaskingOptions:
             raise ValueError("span_p must lie in (0, 1]")
         if self.pad_to_multiple_of is not None and int(self.pad_to_multiple_of) < 1:
             raise ValueError("pad_to_multiple_of must be a positive integer or None")
+
+
+def keywords() -> tuple[dataclasses.Field, ...]:
+    """The collator's keywords, in order: the fields of :class:`MaskingOptions` that are set, not derived."""
+    return tuple(f for f in dataclasses.fields(MaskingOptions) if f.init)
 
 
 def check_return_tensors(return_tensors: str) -> str:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from wwm_prep.core.arrays import offsets_of
+
 
 def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenation of ``range(s, s + c)`` for each (s, c), without a Python loop."""
@@ -47,8 +49,7 @@ def _prefix(sizes: np.ndarray, counts: np.ndarray, budget: np.ndarray) -> tuple[
     """Per unit: its first group, its end, and the first group whose running total exceeds the budget."""
     ustart = np.cumsum(counts) - counts
     uend = ustart + counts
-    cs = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
-    np.cumsum(sizes, out=cs[1:])  # cs[i] = total size of the groups before i (in visiting order)
+    cs = offsets_of(sizes)  # cs[i] = total size of the groups before i (in visiting order)
     base = cs[ustart]
     stop = np.minimum(np.searchsorted(cs, base + budget, side="right") - 1, uend)
     stop = np.maximum(stop, ustart)

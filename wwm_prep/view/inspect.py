@@ -22,7 +22,7 @@ import pyarrow as pa
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.groups import count_groups
 from wwm_prep.core.rows import PieceSource, RowLayout
-from wwm_prep.core.shards import ShardSet, open_shards, read_batches
+from wwm_prep.core.shards import ListColumn, ShardSet, open_shards, read_batches
 from wwm_prep.core.specials import PIECE_NAMES
 from wwm_prep.text.tokenizer import SPACE_MARK, Tokenizer
 from wwm_prep.view.pieces import piece_tables, shard_tokenizer
@@ -90,8 +90,7 @@ def read_row(shards: ShardSet, index: int) -> Row:
 
 def _row(kind: str, index: int, total: int | None, path: Path, batch: pa.RecordBatch, i: int, before: int) -> Row:
     one = batch.slice(i, 1)
-    ids = one.column("input_ids").flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-    ws = one.column("word_starts").flatten().to_numpy(zero_copy_only=False).astype(np.uint8)
+    ids, ws = ListColumn.of(one, "input_ids", np.int64).values, ListColumn.of(one, "word_starts", np.uint8).values
     columns = {name: one.column(name)[0].as_py() for name in one.schema.names
                if name not in ("input_ids", "word_starts")}
     return Row(kind, index, total, path, before + i, ids, ws, columns)

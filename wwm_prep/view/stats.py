@@ -25,7 +25,7 @@ from wwm_prep.core.groups import word_groups
 from wwm_prep.core.lengths import BANDS, token_shares
 from wwm_prep.core.manifest import SequenceManifest
 from wwm_prep.core.rows import DOCUMENT_OF_PIECE, SOURCE_PATTERN, RowLayout
-from wwm_prep.core.shards import ShardSet, open_shards
+from wwm_prep.core.shards import ListColumn, ShardSet, open_shards
 from wwm_prep.view.hist import Hist, log2_edges
 from wwm_prep.view.pieces import PieceTables, piece_tables, shard_tokenizer
 
@@ -74,11 +74,6 @@ class Counter:
             getattr(tally, name).add_counts(counts)
 
 
-def _flat(column: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
-    offsets = column.offsets.to_numpy()
-    return column.flatten().to_numpy(zero_copy_only=False), (offsets - offsets[0]).astype(np.int64)
-
-
 def unmaskable(shards: ShardSet) -> np.ndarray:
     """The special ids the manifest records: tokens no group holds, as the collator never masks them."""
     record = shards.tokenizer_record()
@@ -89,8 +84,8 @@ def unmaskable(shards: ShardSet) -> np.ndarray:
 
 
 def _count_documents(counter: Counter, batch: pa.RecordBatch, unmaskable: np.ndarray) -> None:
-    ids, offsets = _flat(batch.column("input_ids"))
-    word_starts, _ = _flat(batch.column("word_starts"))
+    column = ListColumn.of(batch, "input_ids")
+    ids, offsets, word_starts = column.values, column.offsets, ListColumn.of(batch, "word_starts").values
     lengths = np.diff(offsets)
     codes, tallies = counter.subset_codes(batch.column("subset"))
     counter.count("documents", codes, tallies)
@@ -168,8 +163,8 @@ def _count_sequences(counter: Counter, packing: Packing, batch: pa.RecordBatch, 
                      tables: PieceTables | None, pad_id: int | None, unmaskable: np.ndarray) -> None:
     if not batch.num_rows:
         return
-    ids, row_offsets = _flat(batch.column("input_ids"))
-    word_starts, _ = _flat(batch.column("word_starts"))
+    column = ListColumn.of(batch, "input_ids")
+    ids, row_offsets, word_starts = column.values, column.offsets, ListColumn.of(batch, "word_starts").values
     layout = _layout(packing, batch, np.diff(row_offsets), path)
     packing.rows += layout.rows
     packing.pad_tokens += int(layout.rows * layout.seq_len - layout.fill.sum())

@@ -60,7 +60,7 @@ def write(source: Source, out: Path, opts: dict[str, Any], tally: Tally | None =
     import numpy as np
     from streaming import MDSWriter
 
-    from wwm_prep.export.source import ListColumn
+    from wwm_prep.core.shards import ListColumn
 
     require_streaming()
     encodings = columns(source.schema)

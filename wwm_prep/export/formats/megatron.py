@@ -57,7 +57,7 @@ def write(source: Source, prefix: Path, opts: dict[str, Any], tally: Tally | Non
     import numpy as np
     import torch
 
-    from wwm_prep.export.source import ListColumn
+    from wwm_prep.core.shards import ListColumn
 
     indexed = require_megatron()
     dtypes = columns(source.schema)
