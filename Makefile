@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_segment.py --corpus build/tech-corpus
 	$(BIN)/python benchmarks/bench_workers.py
 	$(BIN)/python benchmarks/bench_chunks.py
+	$(BIN)/python benchmarks/bench_parquet.py
 	$(BIN)/python benchmarks/scaling_table.py
 	$(BIN)/python benchmarks/bench_pack.py
 	$(BIN)/python benchmarks/bench_pack_workers.py

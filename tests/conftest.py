@@ -178,6 +178,32 @@ def write_jsonl_gz(path: Path, lines: list[bytes]) -> Path:
     return path
 
 
+def write_parquet(path: Path, texts: list[str | bytes | None], column: str = "text", rows_per_group: int = 5,
+                  **more: list[Any]) -> Path:
+    """`texts` as a Parquet file of string column `column` (bytes stand for text that is not valid UTF-8, which
+    pyarrow's writer does not check), in row groups of `rows_per_group` rows; `more` are further columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    binary = pa.array([t.encode("utf-8") if isinstance(t, str) else t for t in texts], type=pa.binary())
+    values = pa.Array.from_buffers(pa.string(), len(binary), binary.buffers(), binary.null_count)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({column: values, **more}), path, row_group_size=rows_per_group)
+    return path
+
+
+def parquet_texts(lines: list[bytes]) -> list[str | bytes | None]:
+    """JSON lines as Parquet rows, one per line, so a row's number is its line's: a record's text, "" for a blank
+    line, None for a null text, and a line that is no JSON as bytes that are no UTF-8 (both then rejects)."""
+    texts: list[str | bytes | None] = []
+    for line in lines:
+        try:
+            texts.append(json.loads(line)["text"] if line.strip() else "")
+        except ValueError:
+            texts.append(b"\xff" + line)
+    return texts
+
+
 @pytest.fixture(scope="session")
 def ja_sequences(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_jp_tokenizer_path: Path) -> dict[int, Path]:
     """ja-sample segmented once (unidic-lite, a real UniDic; llm-jp v3.0b1 tokenizer) and packed by
@@ -221,6 +247,29 @@ def ja_docs(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path, llm_jp_to
 
     out = tmp_path_factory.mktemp("ja-docs")
     run_segment([str(ja_sample)], out, SegmentConfig(dictionary="tiny-ja", tokenizer=str(llm_jp_tokenizer_path)), quiet=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ja_parquet(tmp_path_factory: pytest.TempPathFactory, ja_sample: Path) -> Path:
+    """ja-sample written as Parquet in its own layout, a row per line (so rows and lines agree), the text in a
+    column named `content`, in row groups of 400 rows: several per file."""
+    root = tmp_path_factory.mktemp("ja-parquet")
+    for path in sorted(ja_sample.rglob("*.jsonl.gz")):
+        target = root / path.relative_to(ja_sample).as_posix().replace(".jsonl.gz", ".parquet")
+        write_parquet(target, parquet_texts(gzip.decompress(path.read_bytes()).splitlines()), "content", 400)
+    return root
+
+
+@pytest.fixture(scope="session")
+def ja_parquet_docs(tmp_path_factory: pytest.TempPathFactory, ja_parquet: Path, llm_jp_tokenizer_path: Path) -> Path:
+    """ja-sample as Parquet segmented as `ja_docs` is, with --text-column content and chunks of 4 MiB."""
+    from wwm_prep.pipeline.segment import SegmentConfig, run_segment
+
+    out = tmp_path_factory.mktemp("ja-parquet-docs")
+    config = SegmentConfig(dictionary="tiny-ja", tokenizer=str(llm_jp_tokenizer_path), text_column="content",
+                           chunk_size=4 << 20)
+    run_segment([str(ja_parquet)], out, config, quiet=True)
     return out
 
 

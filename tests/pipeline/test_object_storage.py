@@ -174,3 +174,21 @@ def test_chunks_on_s3_give_the_bytes_of_a_local_run(s3: s3fs.S3FileSystem, tmp_p
     assert len(local_digests(tmp_path / "local")) >= 8
     assert digests(s3, f"{BUCKET}/chunked-docs") == local_digests(tmp_path / "local")
     assert any(name.endswith(".gzidx") for name in s3.ls(f"{BUCKET}/chunked-docs/index"))
+
+
+
+
+def test_a_parquet_corpus_on_s3_gives_the_bytes_of_the_local_one(s3: s3fs.S3FileSystem, tmp_path: Path) -> None:
+    """The bundled sample as Parquet, several row groups a file, cut into chunks: each worker reads the footer and
+    its row groups' text column from S3 in ranged reads. (Outputs on S3 are the other tests' concern.)"""
+    from tests.pipeline.test_parquet import sample_as_parquet
+
+    root = sample_as_parquet(tmp_path / "corpus", "content")
+    s3.put(str(root), f"{BUCKET}/parquet", recursive=True)
+    args = ["--dict", "tiny-ja", "--text-column", "content", "--chunk-size", "16KiB", "--workers", "2",
+            "--subsets", "ja_wiki,kaken"]
+    assert run("segment", str(root), "--out", str(tmp_path / "local"), *args)[0] == 0
+    code, output = run("segment", f"s3://{BUCKET}/parquet", "--out", str(tmp_path / "remote"), *args)
+    assert code == 0, output
+    local = local_digests(tmp_path / "local")
+    assert len(local) > 5 and local_digests(tmp_path / "remote") == local

@@ -130,7 +130,8 @@ def no_documents(manifest: Any) -> str | None:
     if totals["rejects"]:
         reason, _ = reject_reasons(manifest)[0] if reject_reasons(manifest) else ("see rejects/", 0)
         return (f"no documents: every one of the {totals['rejects']:,} records was rejected (most often: {reason}); "
-                "llm-jp-corpus-v3 records are JSON objects with a \"text\" field")
+                "llm-jp-corpus-v3 records are JSON objects with a \"text\" field; name another field or Parquet "
+                "column with --text-column")
     return f"no documents: the input files hold none that is not empty ({totals['empty']:,} empty)"
 
 
@@ -208,6 +209,9 @@ def segment_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True,
                      help="Bytes of text per unit of work, about: a larger input file is cut at line ends into "
                           "chunks, each its own unit and shard (a file no larger keeps one shard named for it)."),
+        click.option("--text-column", default=default(SegmentConfig, "text_column"), show_default=True,
+                     help="The Parquet column (or JSON field) that holds each document's text. Recorded in the "
+                          "manifest."),
         click.option("--verify-inputs", is_flag=True,
                      help="Also record each input file's sha256 and, on a rerun, redo a unit whose sha256 differs "
                           "(default: its size and modification time are compared)."),
@@ -299,7 +303,8 @@ def segment(inputs: tuple[str, ...], out: Path, **values: Any) -> None:
     """Segment corpus files into document shards with whole-word groups.
 
     INPUTS are llm-jp-corpus-v3 roots (holding ja/<subset>/), directories, files or globs of
-    .jsonl, .jsonl.gz or .jsonl.zst. A rerun skips the files already done.
+    .jsonl, .jsonl.gz, .jsonl.zst or .parquet, local or at URLs (s3://, hf://datasets/…). A rerun skips the
+    files already done.
     """
     run = from_values(RunOptions, values)
     manifest = run_segment_command(inputs, out, segment_config(values, run), run)

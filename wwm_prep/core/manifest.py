@@ -92,15 +92,18 @@ class DocumentConfig:
     tokenizer: TokenizerRecord
     stage: str = "segment"
     split_lines: bool = False  # vibrato read one line at a time (absent from manifests written before it existed)
+    text_column: str = "text"  # where the texts were taken from; written only when it is another, so outputs of
+    # the default stay byte for byte what they were
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DocumentConfig:
         return cls(d["schema"], d["dictionary"], TokenizerRecord.from_dict(d["tokenizer"]), d["stage"],
-                   bool(d.get("split_lines", False)))
+                   bool(d.get("split_lines", False)), str(d.get("text_column", "text")))
 
     def to_dict(self) -> dict[str, Any]:
+        column = {"text_column": self.text_column} if self.text_column != "text" else {}
         return {"stage": self.stage, "schema": self.schema, "dictionary": self.dictionary,
-                "tokenizer": self.tokenizer.to_dict(), "split_lines": self.split_lines}
+                "tokenizer": self.tokenizer.to_dict(), "split_lines": self.split_lines, **column}
 
     def same_output(self, other: DocumentConfig) -> bool:
         return not self.differences(other)
@@ -115,7 +118,8 @@ class DocumentConfig:
                     "tokenizer": (t.sha256, f"{Path(t.path or '?').name} (sha256 {t.sha256[:12]}…)"),
                     **{name: (value, str(value)) for name, value in (
                         ("ignore_space", d["ignore_space"]), ("max_grouping_len", d["max_grouping_len"]),
-                        ("split_lines", c.split_lines), ("schema", c.schema), ("stage", c.stage))}}
+                        ("split_lines", c.split_lines), ("text_column", c.text_column), ("schema", c.schema),
+                        ("stage", c.stage))}}
 
         old, now = facts(self), facts(new)
         return [f"{name}: {old[name][1]} → {now[name][1]}" for name in old if old[name][0] != now[name][0]]

@@ -90,14 +90,15 @@ def open_read(path: AnyPath) -> BinaryIO:
 
 
 def identity(path: AnyPath) -> dict[str, Any]:
-    """What tells that a file is still the one it was: size and modification time (an object's ETag too)."""
+    """What tells that a file is still the one it was: size and modification time (an object's ETag too; on the
+    Hugging Face Hub, where files have no modification time, the git blob id)."""
     if isinstance(path, Path):
         stat = path.stat()
         return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     fs, inner = _fs(path)
     info = fs.info(inner)
     stamp = {"size": int(info["size"])}
-    for key in ("ETag", "etag", "md5Hash", "LastModified", "mtime", "updated"):
+    for key in ("ETag", "etag", "md5Hash", "LastModified", "mtime", "updated", "blob_id"):
         if info.get(key) is not None:
             stamp[key.lower()] = str(info[key])
     return stamp

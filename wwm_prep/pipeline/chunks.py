@@ -3,7 +3,8 @@
 Chunk k starts at the first line start at or after k × chunk_size bytes of the file's text, so chunks depend on
 the file alone, never on how many workers run. Finding them takes one pass over each file, the *index*, which
 also records how to reach each chunk without decompressing the file from its start: a byte offset for plain
-JSON lines, the frame that holds it for zstd, seek points (`indexed_gzip`) for gzip. The index is kept with the
+JSON lines, the frame that holds it for zstd, seek points (`indexed_gzip`) for gzip. A Parquet file's chunks are
+runs of whole row groups, found in its footer alone (`parquet`). The index is kept with the
 output (`index/<file unit>.json`, and `.gzidx` for gzip), so reruns, other runs and other nodes reuse it; it is
 rebuilt when the file or the chunk size changes. A file of one chunk keeps the unit name it had before chunks.
 """
@@ -21,12 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import pyarrow as pa
 import zstandard
 
 from wwm_prep.core.files import temp_path
 from wwm_prep.core.storage import AnyPath, Output, identity, open_read, recorded, sha256_of
-from wwm_prep.pipeline.corpus import InputFile, Span, UnreadableFile, _decompressed, _ZstdFrames
+from wwm_prep.pipeline.corpus import TEXT, InputFile, Span, UnreadableFile, _decompressed, _ZstdFrames, is_parquet
 from wwm_prep.pipeline.executor import Executor
+from wwm_prep.pipeline.parquet import chunk_spans, parquet_index
 from wwm_prep.pipeline.progress import Elapsed
 from wwm_prep.pipeline.units import Made, Status, UnitFailed, UnitResult, UnitStage, gather
 
@@ -115,9 +118,12 @@ def _read_blocks(stream: BinaryIO) -> Iterator[bytes]:
         yield block
 
 
-def _scan(file: InputFile, chunk_size: int, seek_index: Path) -> dict[str, Any]:
-    """One pass over the file's text: chunk starts, and what reaches them (written to `seek_index` for gzip)."""
+def _scan(file: InputFile, chunk_size: int, seek_index: Path, column: str = TEXT) -> dict[str, Any]:
+    """One pass over the file's text: chunk starts, and what reaches them (written to `seek_index` for gzip).
+    A Parquet file's footer says it all, and names the columns where `column` is not one of them."""
     name = file.path.name
+    if is_parquet(file.path):
+        return parquet_index(file.path, chunk_size, column)
     if not name.endswith((".gz", ".zst")) and identity(file.path)["size"] <= chunk_size:
         return {"format": "plain", "size": identity(file.path)["size"], "chunks": [[0, 1]]}
     with open_read(file.path) as raw:
@@ -147,8 +153,10 @@ def _last_at_or_before(sorted_values: list[int], value: int) -> int:
     return bisect.bisect_right(sorted_values, value) - 1
 
 
-def build_index(file: InputFile, chunk_size: int, local: Path, verify: bool = False) -> tuple[dict[str, Any], list[str]]:
-    """Index one file into `local` (an output's local directory): the index and the names of the files made."""
+def build_index(file: InputFile, chunk_size: int, local: Path, verify: bool = False, column: str = TEXT
+                ) -> tuple[dict[str, Any], list[str]]:
+    """Index one file into `local` (an output's local directory): the index and the names of the files made.
+    `column` is the text column of a Parquet file."""
     stamp = input_stamp(file.path, verify)  # before reading: a file that changes while it is read is indexed again
     # named for what it indexes: a node that fetched an earlier one for this file never takes it for this one
     digest = hashlib.sha256(json.dumps([stamp, chunk_size], sort_keys=True).encode()).hexdigest()[:12]
@@ -156,12 +164,12 @@ def build_index(file: InputFile, chunk_size: int, local: Path, verify: bool = Fa
     seek_index.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_path(seek_index)
     try:
-        found = _scan(file, chunk_size, temp)
+        found = _scan(file, chunk_size, temp, column)
     except BaseException as exc:
         temp.unlink(missing_ok=True)
         if isinstance(exc, zstandard.ZstdError) and "Unknown frame descriptor" in str(exc):
             raise UnreadableFile("not a zstd file, although named .zst (its first bytes are no zstd frame)") from exc
-        if isinstance(exc, (OSError, EOFError, zlib.error, zstandard.ZstdError)):
+        if isinstance(exc, (OSError, EOFError, zlib.error, zstandard.ZstdError, pa.ArrowException)):
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
         raise
     index = {"version": INDEX_VERSION, "source": file.source, "input": stamp, "chunk_size": chunk_size, **found}
@@ -171,12 +179,14 @@ def build_index(file: InputFile, chunk_size: int, local: Path, verify: bool = Fa
     return {**index, "seek_index": seek_index.name}, [f"{INDEX_DIR}/{seek_index.name}"]
 
 
-def index_current(index: Any, file: InputFile, chunk_size: int, verify: bool) -> str | None:
+def index_current(index: Any, file: InputFile, chunk_size: int, verify: bool, column: str = TEXT) -> str | None:
     """Why a recorded index no longer holds for the file ("" where there is none), or None where it holds."""
     if not isinstance(index, dict) or index.get("version") != INDEX_VERSION or index.get("source") != file.source:
         return ""
     if index.get("chunk_size") != chunk_size:
         return "the chunk size changed since it was indexed"
+    if index.get("format") == "parquet" and index.get("text_column") != column:
+        return "the text column changed since it was indexed"
     if verify and "sha256" not in index["input"]:
         return "its sha256 is asked for (--verify-inputs) and was not recorded"
     try:
@@ -188,6 +198,9 @@ def index_current(index: Any, file: InputFile, chunk_size: int, verify: bool) ->
 
 def chunks_of(file: InputFile, index: dict[str, Any], where: Path) -> list[Chunk]:
     """The file's chunks, as its index gives them; `where` is the folder its gzip seek points are in."""
+    if index.get("format") == "parquet":
+        spans = chunk_spans(index)
+        return [Chunk(file, k, len(spans), span, index["input"], index.get("note", "")) for k, span in enumerate(spans)]
     seek_index = where / index["seek_index"] if "seek_index" in index else None
     starts = index["chunks"]
     ends = [s[0] for s in starts[1:]] + [index["size"]]
@@ -207,13 +220,14 @@ class IndexStage(UnitStage[InputFile]):
     chunk_size: int
     verify: bool
     claim_timeout: float
+    column: str = TEXT  # a Parquet file's text column
 
     def name(self, unit: InputFile) -> str:
         return unit.unit
 
     def done(self, unit: InputFile) -> tuple[dict[str, Any] | None, str | None]:
         index = self.out.read_json(index_name(unit))
-        why = index_current(index, unit, self.chunk_size, self.verify)
+        why = index_current(index, unit, self.chunk_size, self.verify, self.column)
         return (index, None) if why is None else (None, why or None)
 
     def temps(self, unit: InputFile) -> Iterable[Path]:
@@ -222,7 +236,7 @@ class IndexStage(UnitStage[InputFile]):
 
     def work(self, unit: InputFile) -> Made:
         try:
-            index, made = build_index(unit, self.chunk_size, self.out.local, self.verify)
+            index, made = build_index(unit, self.chunk_size, self.out.local, self.verify, self.column)
         except UnreadableFile as exc:
             raise UnitFailed(str(exc)) from exc
         for name in self.out.names(INDEX_DIR):  # the seek points of the file as it was
@@ -232,10 +246,11 @@ class IndexStage(UnitStage[InputFile]):
 
 
 def index_files(out: Output, files: list[InputFile], chunk_size: int, verify: bool, claim_timeout: float,
-                executor: Executor, quiet: bool) -> tuple[list[Chunk], list[dict[str, Any]]]:
+                executor: Executor, quiet: bool, column: str = TEXT) -> tuple[list[Chunk], list[dict[str, Any]]]:
     """Every file's chunks, indexing in parallel the files not indexed yet (or changed since); and the files
-    that cannot be read. A file another run is indexing is waited for: every run needs every file's chunks."""
-    stage = IndexStage(out, chunk_size, verify, claim_timeout)
+    that cannot be read (a Parquet file without the text `column` among them). A file another run is indexing is
+    waited for: every run needs every file's chunks."""
+    stage = IndexStage(out, chunk_size, verify, claim_timeout, column)
     indexes: dict[str, dict[str, Any]] = {}
     gather(stage, files, indexes)
     failed: list[UnitResult] = []

@@ -21,6 +21,7 @@ from wwm_prep.pipeline.strategies.base import Strategy, strategy
 MIN_SEQ_LEN = 64
 DEFAULT_SHARD_ROWS = 2048
 DEFAULT_CHUNK_SIZE = 64 << 20  # ≈16 M llm-jp tokens: ~30 s of one core, a ~75 MB shard (see the README)
+DEFAULT_TEXT_COLUMN = "text"  # where llm-jp-corpus-v3's records, and most Parquet corpora, hold their text
 
 T = TypeVar("T")
 
@@ -51,6 +52,7 @@ class SegmentConfig:
     verify_inputs: bool = False  # record and compare each input's sha256, not only its size and mtime
     claim_timeout: float = DEFAULT_TIMEOUT  # seconds before a silent run's claim on a unit is taken over
     chunk_size: int = DEFAULT_CHUNK_SIZE  # bytes of text per unit, about; a file no larger is one unit
+    text_column: str = DEFAULT_TEXT_COLUMN  # the JSON field or Parquet column that holds the text
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Finding corpus files and streaming their records, one line at a time, whatever the file size.
 
-Files are JSON lines, plain, gzip or zstd, laid out like llm-jp-corpus-v3 (`ja/<subset>/…`). A record
-that cannot be used becomes a `Reject` with its reason instead of stopping the run.
+Files are JSON lines, plain, gzip or zstd, or Parquet (read by `parquet`), laid out like llm-jp-corpus-v3
+(`ja/<subset>/…`) or anyhow. A record that cannot be used becomes a `Reject` with its reason instead of stopping
+the run. Records are numbered from 1 in their file: the first line of JSON lines, the first row of Parquet.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import zstandard
 
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.shards import load_schema
 from wwm_prep.core.storage import AnyPath, is_url, location, open_read, remote_errors
+from wwm_prep.pipeline.config import DEFAULT_TEXT_COLUMN
 
-SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
+SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
+TEXT = DEFAULT_TEXT_COLUMN  # the JSON field or Parquet column of the text, unless --text-column names another
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,8 @@ def open_binary(path: AnyPath) -> BinaryIO:
     return _decompressed(path, open_read(path))
 
 
-def parse_record(line_no: int, raw: bytes) -> Document | Reject:
-    """A document from one JSON line, or the reason it cannot be one."""
+def parse_record(line_no: int, raw: bytes, field: str = TEXT) -> Document | Reject:
+    """A document from one JSON line (its text in `field`), or the reason it cannot be one."""
     try:
         record = json.loads(raw)
     except UnicodeDecodeError:
@@ -208,16 +211,16 @@ def parse_record(line_no: int, raw: bytes) -> Document | Reject:
         return Reject(line_no, f"not JSON: {exc.msg} at column {exc.colno}", raw)
     if not isinstance(record, dict):
         return Reject(line_no, f"not a JSON object but {type(record).__name__}", raw)
-    if "text" not in record:
-        return Reject(line_no, "no 'text' field", raw)
-    text = record["text"]
+    if field not in record:
+        return Reject(line_no, f"no {field!r} field", raw)
+    text = record[field]
     if not isinstance(text, str):
         kind = "null" if text is None else type(text).__name__
-        return Reject(line_no, f"'text' is {kind}, not a string", raw)
+        return Reject(line_no, f"{field!r} is {kind}, not a string", raw)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return Reject(line_no, "'text' holds a lone surrogate (not valid Unicode)", raw)
+        return Reject(line_no, f"{field!r} holds a lone surrogate (not valid Unicode)", raw)
     return Document(line_no, text)
 
 
@@ -235,6 +238,7 @@ class Span:
     line: int
     frame: tuple[int, int] | None = None  # zstd: compressed and text offsets of the frame holding `start`
     gzip_index: Path | None = None  # gzip: the seek points of the file (`indexed_gzip`'s export)
+    row_groups: tuple[int, int] | None = None  # Parquet: the chunk's row groups, first and after last
 
 
 def _open_at(path: AnyPath, raw: BinaryIO, span: Span) -> BinaryIO:
@@ -259,9 +263,10 @@ class RecordReader:
     """Every line of a corpus file (or of a `span` of it) as a Document or a Reject, numbered as in the whole file;
     the file's own errors become UnreadableFile. `consumed` is how many bytes of text reading has got through."""
 
-    def __init__(self, path: Path, span: Span | None = None):
+    def __init__(self, path: Path, span: Span | None = None, field: str = TEXT):
         self.path = path
         self.span = span
+        self.field = field
         self.consumed = 0
 
     def __iter__(self) -> Iterator[Document | Reject]:
@@ -274,7 +279,7 @@ class RecordReader:
                     self.consumed += len(line)
                     line = line.rstrip(b"\r\n")
                     if line.strip():
-                        yield parse_record(line_no, line)
+                        yield parse_record(line_no, line, self.field)
                     if self.consumed == left:
                         break
         except zstandard.ZstdError as exc:
@@ -283,3 +288,24 @@ class RecordReader:
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
         except (OSError, EOFError, zlib.error) as exc:
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+
+
+def is_parquet(path: AnyPath) -> bool:
+    return bool(path.name.endswith(".parquet"))
+
+
+class Records(Protocol):
+    """What reading a corpus file gives: its records in order, and how many bytes of its text were got through."""
+
+    consumed: int
+
+    def __iter__(self) -> Iterator[Document | Reject]: ...
+
+
+def read_records(path: AnyPath, span: Span | None = None, field: str = TEXT) -> Records:
+    """The records of a corpus file of any kind (or of a `span` of it)."""
+    if is_parquet(path):
+        from wwm_prep.pipeline.parquet import ParquetReader  # it builds on this module's records
+
+        return ParquetReader(path, span, field)
+    return RecordReader(path, span, field)

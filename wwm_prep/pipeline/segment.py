@@ -28,7 +28,7 @@ from wwm_prep.core.storage import Output, local_copy, location, recorded
 from wwm_prep.pipeline.align import Aligned, Spaces, align_batch, align_offsets
 from wwm_prep.pipeline.chunks import INDEX_DIR, Chunk, index_files, same_input
 from wwm_prep.pipeline.config import SegmentConfig
-from wwm_prep.pipeline.corpus import Document, InputFile, RecordReader, UnreadableFile, discover
+from wwm_prep.pipeline.corpus import TEXT, Document, InputFile, UnreadableFile, discover, read_records
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
 from wwm_prep.pipeline.progress import Counters, Elapsed, ProgressDisplay
 from wwm_prep.pipeline.outputs import Identity, claim_output
@@ -130,10 +130,10 @@ def _columns(chunk: Chunk, docs: list[Document], seg: Aligned) -> dict[str, Any]
 Progress = Callable[..., None]  # Counters.add: input bytes read, documents, tokens since the last call
 
 
-def segment_file(chunk: Chunk, out_dir: Path, segmenter: Segmenter, progress: Progress | None = None
-                 ) -> dict[str, Any]:
-    """Segment one chunk of an input file (or all of it) into `<unit>.arrow`; rejected records go to
-    `rejects/<unit>.jsonl`, with the file's own line numbers.
+def segment_file(chunk: Chunk, out_dir: Path, segmenter: Segmenter, progress: Progress | None = None,
+                 text_column: str = TEXT) -> dict[str, Any]:
+    """Segment one chunk of an input file (or all of it) into `<unit>.arrow`, its texts in `text_column`;
+    rejected records go to `rejects/<unit>.jsonl`, with the file's own line (or row) numbers.
 
     Returns the unit's report (counts, shard checksum). I/O and decompression errors propagate and
     leave no shard behind.
@@ -145,7 +145,7 @@ def segment_file(chunk: Chunk, out_dir: Path, segmenter: Segmenter, progress: Pr
     rejects_tmp = temp_path(rejects_path)
     rejects_tmp.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    reader = RecordReader(chunk.file.path, chunk.span if chunk.count > 1 else None)
+    reader = read_records(chunk.file.path, chunk.span if chunk.count > 1 else None, text_column)
     reported = 0
 
     def flush(writer: ShardWriter, batch: list[Document], chars: int) -> None:
@@ -213,7 +213,7 @@ def _document_config(dictionary: DictionaryFiles, tokenizer: Tokenizer, config: 
     where = recorded_location(config.tokenizer, tokenizer.path)
     record = TokenizerRecord(tokenizer.sha256, tokenizer.special_ids, where, tokenizer.vocab_size)
     return DocumentConfig(schema_ref(schema.name, schema.version), dictionary.describe(), record,
-                          split_lines=config.split_lines)
+                          split_lines=config.split_lines, text_column=config.text_column)
 
 
 @dataclass
@@ -276,7 +276,8 @@ class SegmentStage(UnitStage[Chunk]):
                               cache_dir(self.config.cache))
             unit = replace(unit, span=replace(unit.span, gzip_index=seek))
         try:
-            report = segment_file(unit, self.out.local, self.segmenter, self.counters.add if self.counters else None)
+            report = segment_file(unit, self.out.local, self.segmenter, self.counters.add if self.counters else None,
+                                  self.config.text_column)
         except UnreadableFile as exc:
             raise UnitFailed(str(exc)) from exc
         # the stamp taken before the file was indexed: a file that changes after it is indexed again, and redone
@@ -306,7 +307,7 @@ def run_segment(inputs: Iterable[str], out_dir: Path | str, config: SegmentConfi
     stage = SegmentStage(out, config, Counters())
     try:
         chunks, failed = index_files(out, files, config.chunk_size, config.verify_inputs, config.claim_timeout,
-                                     executor, quiet)
+                                     executor, quiet, config.text_column)
         found = located[0]
         first_use = ", converted for vibrato on first use" if found.converts_first(config.cache) else ""
         with Elapsed(f"loading dictionary {found.name} ({found.format}{first_use})", quiet=quiet):
