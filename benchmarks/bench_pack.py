@@ -1,5 +1,6 @@
 """Benchmark of `pack`: its token throughput as a ratio to `segment`'s, peak memory against input size, and
-packing efficiency of both strategies.
+packing efficiency of both strategies, and what `--length-weights 0:0.5,4096:3` costs and gives beside no
+weights (pack's throughput, `--plan`'s time, the share of tokens by document length).
 
 Both stages run here, in this run, on the same corpus: segment's time is the sum of its per-file work as its
 unit reports record it (dictionary and tokenizer loading left out, which flatters segment), pack's time is
@@ -27,7 +28,8 @@ SHARED = Path(os.environ.get("WWM_PREP_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
 from benchmarks.corpus_args import SMOKE, parse_with_smoke  # noqa: E402
-from wwm_prep.pipeline.pack import PackConfig, run_pack  # noqa: E402
+from wwm_prep.core.lengths import LengthWeights, band_label  # noqa: E402
+from wwm_prep.pipeline.pack import PackConfig, plan_pack, run_pack  # noqa: E402
 from wwm_prep.pipeline.segment import SegmentConfig, run_segment  # noqa: E402
 
 
@@ -44,6 +46,37 @@ def peak_rss_mib(code: str, *args: str) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{proc.stderr}")
     return int(proc.stdout.split()[-1]) / 1024
+
+
+LENGTH_WEIGHTS = "0:0.5,4096:3"
+
+
+def length_weights(docs: Path, root: Path, repeats: int) -> None:
+    """Pack with and without the length weights, alternated in one run; and the plan's time beside pack's."""
+    configs = {"none": PackConfig(seq_len=8192),
+               LENGTH_WEIGHTS: PackConfig(seq_len=8192, length_weights=LengthWeights.parse(LENGTH_WEIGHTS))}
+    seconds: dict[str, list[float]] = {name: [] for name in configs}
+    plans: list[float] = []
+    totals: dict[str, dict] = {}
+    for i in range(repeats):
+        for name, config in configs.items():
+            start = time.perf_counter()
+            totals[name] = run_pack(docs, root / f"lw-{i}-{name}", config, quiet=True).totals
+            seconds[name].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        plan = plan_pack(docs, configs[LENGTH_WEIGHTS])
+        plans.append(time.perf_counter() - start)
+    print(f"\nlength weights {LENGTH_WEIGHTS} (8192, best-fit), best of {repeats}:")
+    rates = {}
+    for name in configs:
+        rates[name] = totals[name]["tokens"] / min(seconds[name])
+        print(f"  {name:<14} pack {min(seconds[name]):7.3f} s  {totals[name]['tokens']:>11,} tokens  "
+              f"{rates[name] / 1e6:6.2f} M tokens/s  efficiency {100 * totals[name]['efficiency']:.2f} %")
+    print(f"  ratio          tokens per second with ÷ without = {rates[LENGTH_WEIGHTS] / rates['none']:.2f}x")
+    print(f"  --plan         {min(plans):7.3f} s  ({min(plans) / min(seconds[LENGTH_WEIGHTS]):.2f}x pack's time)")
+    print(f"  {'tokens by document length':<26}{'as segmented':>14}{'packed':>10}")
+    for before, after in zip(plan["segmented"]["all"]["by_document_length"], plan["packed"]["all"]["by_document_length"]):
+        print(f"    {band_label(before):<24}{100 * before['share']:>13.1f}%{100 * after['share']:>9.1f}%")
 
 
 def main() -> None:
@@ -73,7 +106,7 @@ def main() -> None:
         pack_seconds = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            run_pack(docs, root / "seq", PackConfig(seq_len=8192), quiet=True)
+            run_pack(docs, root / f"seq{len(pack_seconds)}", PackConfig(seq_len=8192), quiet=True)  # a new --out: a rerun would skip
             pack_seconds.append(time.perf_counter() - start)
         seg_rate, pack_rate = tokens / min(segment_seconds), tokens / min(pack_seconds)
         print(f"segment  {min(segment_seconds):7.3f} s  {seg_rate / 1e6:7.2f} M tokens/s  (per-file work only)")
@@ -103,6 +136,8 @@ def main() -> None:
                 figures.append(f"{strategy} {100 * totals['efficiency']:.2f} % ({totals['rows']:,} rows)")
             print(f"  {seq_len}: " + ", ".join(figures) + f"; {totals['pieces']:,} pieces, "
                   f"{totals['cut_documents']:,} documents cut, {totals['group_splits']} groups split")
+
+        length_weights(docs, root, args.repeats)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ RUNS = {
                                       "RATIO throughput parquet / jsonl"),
                               json_keys=("rss_ratio_big_small", "throughput_ratio_parquet_jsonl")),
     "bench_pack.py": Smoke(expect=("ratio    pack / segment tokens per second", "--shard-rows 256",
-                                   "  4096: best-fit")),
+                                   "  4096: best-fit", "tokens per second with ÷ without")),
     "bench_pack_workers.py": Smoke(expect=("ratio      pack --workers 2 / --workers 1 throughput",
                                            "ratio      pack / segment tokens per second per worker")),
     "bench_ray_memory.py": Smoke(expect=("before  ", "after   ", "RATIO after / before: peak PSS"), needs=("ray",)),

@@ -25,8 +25,12 @@ def test_plot(prepared: dict[str, Path], tmp_path: Path) -> None:
         stats = compute_stats(prepared[kind])
         t = stats.summary["totals"]
         fig = draw_stats(stats)
-        axes = fig.axes
-        assert len(axes) == (2 if kind == "documents" else 4) and all(ax.get_xlabel() and ax.get_ylabel() for ax in axes)
+        assert len(fig.axes) == (3 if kind == "documents" else 5)
+        assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+        by_label = {ax.get_xlabel().split(":")[0].split(" (")[0]: ax for ax in fig.axes}
+        axes = [by_label[label] for label in ("tokens per document", "tokens per whole-word group", "row fill",
+                                              "document pieces packed into a row", "length in tokens")
+                if label in by_label]
 
         def heights(ax: object) -> float:
             return sum(bar.get_height() for bar in ax.patches)  # type: ignore[attr-defined]
@@ -35,6 +39,9 @@ def test_plot(prepared: dict[str, Path], tmp_path: Path) -> None:
         assert f"{compact(t['documents'])} documents" in axes[0].get_title()
         assert heights(axes[1]) == pytest.approx(1.0)  # shares of the groups, the tail folded into the last bar
         assert f"{compact(t['groups'])} groups" in axes[1].get_title()
+        shares = stats.summary["length_shares"]
+        assert [bar.get_height() for bar in axes[-1].patches] == [  # tokens by piece length, then by document length
+            row["share"] for key in ("by_piece", "by_document") for row in shares[key]]
         if kind == "sequences":
             assert heights(axes[2]) == heights(axes[3]) == t["rows"]  # row fill and pieces per row: every row
             lo, hi = axes[2].get_xlim()

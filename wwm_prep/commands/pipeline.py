@@ -15,6 +15,7 @@ import click
 
 from wwm_prep.commands import interrupts
 from wwm_prep.commands.base import CACHE_OPTION, LOCATION, TOKENIZER_HELP, echo_rows, user_errors
+from wwm_prep.core.lengths import LengthWeights
 from wwm_prep.pipeline.config import (PackConfig, RunOptions, SegmentConfig, default, from_values,
                                       parse_subset_weights)
 from wwm_prep.pipeline.strategies.base import every_option, owner, strategies
@@ -178,6 +179,9 @@ def pack_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Seed of the interleaving of inputs, the subsampling and the shuffling of rows."),
         click.option("--subset-weights",
                      help="Repeat or subsample subsets, e.g. ja_wiki=2,kaken=0.5 (default 1 each)."),
+        click.option("--length-weights",
+                     help="Repeat or subsample documents by length in tokens, e.g. 0:0.5,4096:3: a document takes the "
+                          "weight of the largest bound it reaches (1 below them all); times its subset's weight."),
         click.option("--shard-rows", type=int, default=default(PackConfig, "shard_rows"), show_default=True,
                      help="Rows per sequence shard; a shard is shuffled, and so held, in memory."),
         click.option("--partitions", type=int, default=default(PackConfig, "partitions"),
@@ -267,6 +271,7 @@ def subset_names(text: str | None) -> tuple[str, ...] | None:
 def pack_config(values: Mapping[str, Any], tokenizer: Path | None = None) -> PackConfig:
     """The PackConfig of `pack_options`' values (read by name); checked before any long step."""
     return from_values(PackConfig, values, subset_weights=parse_subset_weights(values["subset_weights"]),
+                       length_weights=LengthWeights.parse(values["length_weights"]),
                        strategy_options={key: values[key] for key in every_option()}, tokenizer=tokenizer)
 
 
@@ -323,12 +328,20 @@ def segment(inputs: tuple[str, ...], out: Path, **values: Any) -> None:
 @click.option("--tokenizer", type=LOCATION,
               help="The documents' tokenizer model, if it is no longer where segment found it (checked by sha256); "
                    "used to cut long documents at sentence ends.")
+@click.option("--plan", is_flag=True,
+              help="Print what the weights will give (tokens by subset and by document length) and pack nothing.")
 @run_options
 @user_errors(interrupted=interrupts.RESUME)
-def pack(docs_dir: Path, out: Path, tokenizer: Path | None, **values: Any) -> None:
+def pack(docs_dir: Path, out: Path, tokenizer: Path | None, plan: bool, **values: Any) -> None:
     """Pack document shards (from `segment`) into rows of exactly --seq-len tokens, sharded to Arrow.
 
     A rerun skips the partitions done and redoes those whose document shards changed."""
+    if plan:
+        from wwm_prep.pipeline.pack import plan_pack
+        from wwm_prep.view.report import format_plan
+
+        click.echo(format_plan(plan_pack(docs_dir, pack_config(values, tokenizer))))
+        return
     run = from_values(RunOptions, values)
     packed = run_pack_command(docs_dir, out, pack_config(values, tokenizer), run)
     if packed is not None:

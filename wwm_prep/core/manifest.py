@@ -242,6 +242,7 @@ class SequenceConfig:
     tokenizer: TokenizerRecord
     sentence_ends: dict[str, Any]
     partitions: int = 1  # packed independently, each from its own document shards (absent before they were)
+    length_weights: list[list[Any]] = field(default_factory=list)  # [[bound, weight], …]; absent before them
     stage: str = "pack"
 
     @classmethod

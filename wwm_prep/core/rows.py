@@ -6,7 +6,7 @@ layout; the collator, the model (`segments_and_positions`), stats and inspect re
 position is computed for a whole batch of rows at once, on the flattened `rows × seq_len` array.
 
 Each piece's provenance, in `doc_sources`, is `subset:source:line:k/n`, with `@copy` after it for the extra
-passes that a subset weight above 1 makes: piece k of the n pieces of the document at `line` of `source`.
+passes that a subset or length weight above 1 makes: piece k of the n pieces of the document at `line` of `source`.
 
 NumPy only: the collator imports this, and must stay light.
 """
@@ -39,7 +39,7 @@ class PieceSource:
     line: int  # the document's line in that file
     k: int  # this is piece k (1-based) ...
     n: int  # ... of the n pieces the document was cut into
-    copy: int = 0  # which pass over the document a subset weight made (0: the first)
+    copy: int = 0  # which pass over the document its weight made (0: the first)
 
     def __str__(self) -> str:
         return self.entries(self.subset, self.source, [self.line], [self.k], [self.n], self.copy)[0]

@@ -149,10 +149,15 @@ class ListColumn:
         return np.split(self.values, self.offsets[1:-1])
 
 
-def read_batches(path: Path, schema: Schema) -> Iterator[pa.RecordBatch]:
+def read_batches(path: Path, schema: Schema, mapped: bool = False) -> Iterator[pa.RecordBatch]:
     """Record batches of a shard, refusing one written under another schema or version; one at a URL is
-    streamed."""
-    with (pa.OSFile(str(path), "rb") if isinstance(path, Path) else pa.PythonFile(open_read(path), "r")) as source:
+    streamed. `mapped`: a local shard is memory-mapped, so that a reader of one small column (the list offsets
+    that give lengths) touches only its pages, not every token."""
+    if not isinstance(path, Path):
+        opened = pa.PythonFile(open_read(path), "r")
+    else:
+        opened = pa.memory_map(str(path)) if mapped else pa.OSFile(str(path), "rb")
+    with opened as source:
         reader = pa.ipc.open_stream(source)
         meta = reader.schema.metadata or {}
         name = meta.get(SCHEMA_KEY, b"?").decode()

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from wwm_prep.core.claims import DEFAULT_TIMEOUT
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.lengths import LengthWeights
 from wwm_prep.pipeline.strategies.base import Strategy, strategy
 
 MIN_SEQ_LEN = 64
@@ -67,6 +68,7 @@ class PackConfig:
     strategy_options: Mapping[str, int] = field(default_factory=dict)
     seed: int = 0
     subset_weights: Mapping[str, float] = field(default_factory=dict)
+    length_weights: LengthWeights = LengthWeights()  # by document length; they multiply the subset weights
     shard_rows: int = DEFAULT_SHARD_ROWS
     tokenizer: Path | None = None  # the documents' tokenizer, where it has moved since segment
     partitions: int | None = None  # None: one per PARTITION_TOKENS tokens, at most one per pass over a shard

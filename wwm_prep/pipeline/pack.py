@@ -1,6 +1,6 @@
 """The `pack` stage: document shards → rows of exactly `seq_len` tokens → shuffled sequence shards.
 
-The passes over document shards that the subset weights ask for are dealt to *partitions* (`partitions`), and
+The passes over document shards that the subset and length weights ask for are dealt to *partitions* (`partitions`), and
 each partition is a unit of work under the protocol of `units`: its shards are read in a seeded, token-weighted
 interleave, cut into pieces and packed into rows by `packing`, and written in shards of `shard_rows` rows, each
 shuffled. So one worker or many, Ray or array slices give the same bytes; a rerun skips the partitions done and
@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from wwm_prep.pipeline.config import PackConfig
 from wwm_prep.pipeline.packing import (SENTENCE_REACH, Piece, SentenceEnds, Specials, columns, cut_bounds,
                                        load_sentence_ends)
 from wwm_prep.pipeline.executor import Executor, LocalExecutor, Slice
-from wwm_prep.pipeline.partitions import Partition, Source, deal, default_partitions, intact, passes
+from wwm_prep.pipeline.partitions import Partition, Source, deal, default_partitions, intact, passes, plan
 from wwm_prep.pipeline.progress import Counters, ProgressDisplay
 from wwm_prep.pipeline.outputs import Identity, claim_output
 from wwm_prep.pipeline.units import Made, Status, UnitFailed, UnitStage, announce, drive, gather, lock
@@ -92,8 +91,8 @@ def _read(source: Source, seed: int) -> Iterator[tuple[pa.RecordBatch, np.ndarra
     """A source's record batches, each with which of its documents this pass takes.
 
     A `map`, not a generator: a suspended generator would keep its last batch alive, one per open source."""
-    rng = np.random.default_rng([seed, zlib.crc32(source.unit.encode()), source.copy])
-    return map(lambda batch: (batch, rng.random(batch.num_rows) < source.fraction),
+    draws = source.draws(seed)
+    return map(lambda batch: (batch, source.take(draws, ListColumn.of(batch, "input_ids").lengths)),
                read_batches(source.path, load_schema("document")))
 
 
@@ -139,7 +138,8 @@ def _pieces(source: Source, batch: pa.RecordBatch, keep: np.ndarray, capacity: i
     docs = np.flatnonzero(keep & (lengths > 0))
     tokens = int(lengths[docs].sum())
     counts["documents"] += len(docs)
-    counts["dropped_documents"] += int(np.count_nonzero(~keep))
+    if source.copy == 0:  # left out by the weights: not packed at all (a later pass not copying it drops nothing)
+        counts["dropped_documents"] += int(np.count_nonzero(~keep))
     counts["tokens"] += tokens
     subsets[source.subset]["documents"] += len(docs)
     subsets[source.subset]["tokens"] += tokens
@@ -195,10 +195,13 @@ def _output(out_dir: AnyPath | str, docs_dir: AnyPath, config: PackConfig, overw
 
 def _options(config: PackConfig, partitions: int, specials: Specials, ends: SentenceEnds | None) -> dict[str, Any]:
     """Everything besides its inputs that a partition's rows depend on: a report made with others is redone."""
-    return {"seq_len": config.seq_len, "strategy": config.strategy, **config.strategy_options, "seed": config.seed,
-            "subset_weights": dict(sorted(config.subset_weights.items())), "shard_rows": config.shard_rows,
-            "partitions": partitions, "specials": asdict(specials), "sentence_ends": ends is not None,
-            "schema": load_schema("sequence").version}
+    options = {"seq_len": config.seq_len, "strategy": config.strategy, **config.strategy_options, "seed": config.seed,
+               "subset_weights": dict(sorted(config.subset_weights.items())), "shard_rows": config.shard_rows,
+               "partitions": partitions, "specials": asdict(specials), "sentence_ends": ends is not None,
+               "schema": load_schema("sequence").version}
+    if config.length_weights:  # absent without them, so that partitions packed before they existed stay done
+        options["length_weights"] = config.length_weights.record()
+    return options
 
 
 def _done(out: Output, partition: Partition, options: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
@@ -289,6 +292,7 @@ def _manifest(docs_dir: AnyPath, documents: DocumentManifest, config: PackConfig
         window=config.strategy_options.get("window"),  # the manifest's one strategy option (schemas/manifest.json)
         seed=config.seed,
         subset_weights={name: s["weight"] for name, s in subsets.items()},
+        length_weights=config.length_weights.record(),
         shard_rows=config.shard_rows,
         tokenizer=TokenizerRecord(documents.config.tokenizer.sha256, asdict(specials)),
         sentence_ends={
@@ -311,6 +315,18 @@ def _manifest(docs_dir: AnyPath, documents: DocumentManifest, config: PackConfig
     )
 
 
+def plan_pack(docs_dir: AnyPath | str, config: PackConfig) -> dict[str, Any]:
+    """`pack --plan`: what the weights will give, by subset and document length, from the documents' lengths
+    alone (nothing is packed or written): the documents and tokens pack then takes, exactly."""
+    docs_dir = location(docs_dir)
+    documents = _documents(docs_dir)
+    sources = passes(docs_dir, documents.units, config.subset_weights, config.length_weights)
+    return {"seq_len": config.seq_len, "seed": config.seed,
+            "subset_weights": dict(sorted(config.subset_weights.items())),
+            "length_weights": config.length_weights.record(),
+            **plan(docs_dir, documents.units, sources, config.seed)}
+
+
 def run_pack(docs_dir: AnyPath | str, out_dir: AnyPath | str, config: PackConfig, *,
              executor: Executor = LocalExecutor(),
              part: Slice = Slice(), claim_timeout: float = DEFAULT_TIMEOUT, overwrite: bool = False,
@@ -322,7 +338,7 @@ def run_pack(docs_dir: AnyPath | str, out_dir: AnyPath | str, config: PackConfig
     documents = _documents(docs_dir)
     tokenizer = documents.config.tokenizer
     specials = _specials(tokenizer)
-    sources = passes(docs_dir, documents.units, config.subset_weights)
+    sources = passes(docs_dir, documents.units, config.subset_weights, config.length_weights)
     partitions = deal(sources, config.partitions or default_partitions(sources), config.seed)
     ends = _sentence_ends(tokenizer, config.tokenizer)
     if ends is None:

@@ -1,7 +1,7 @@
 """`wwm-prep stats --plot`: the histograms behind the summary, drawn for a person who does not read the code.
 
-One panel per distribution: document length and word-group length for any shards, row fill and pieces per
-row for sequence shards. matplotlib is optional (`wwm-prep[plot]`) and imported only here.
+One panel per distribution: document length, word-group length and the share of tokens by piece and document
+length for any shards, row fill and pieces per row for sequence shards. matplotlib is optional (`wwm-prep[plot]`) and imported only here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from wwm_prep.core.errors import WwmPrepError
+from wwm_prep.core.lengths import band_label
 from wwm_prep.view.report import compact, fmt
 from wwm_prep.view.stats import Counter, Packing, Stats
 
@@ -78,6 +79,25 @@ def _group_panel(ax: Any, summary: dict[str, Any], counter: Counter) -> None:
                  fontsize=10)
     ax.set_xlabel("tokens per whole-word group")
     ax.set_ylabel("share of groups")
+
+
+def _length_panel(ax: Any, summary: dict[str, Any]) -> None:
+    """Share of tokens by length band: of the piece they sit in beside that of their whole document."""
+    from matplotlib.ticker import PercentFormatter
+
+    shares = summary["length_shares"]
+    at = np.arange(len(shares["bands"]))
+    for offset, key, label, colour in ((-0.2, "by_piece", "piece (as the row holds it)", "tab:blue"),
+                                       (0.2, "by_document", "whole document", "tab:red")):
+        values = [row["share"] for row in shares[key]]
+        bars = ax.bar(at + offset, values, width=0.4, label=label, color=colour, edgecolor="white")
+        ax.bar_label(bars, labels=[f"{100 * v:.0f}%" if v else "" for v in values], fontsize=7)
+    ax.set_xticks(at, [band_label(row) for row in shares["by_piece"]])
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_title("Tokens by length (cut documents count whole on the right)", fontsize=10)
+    ax.set_xlabel("length in tokens")
+    ax.set_ylabel("share of tokens")
+    ax.legend(fontsize=8)
 
 
 FILL_AXIS_FROM = 1  # percentile: the fill axis starts at this row's, so that a few short rows (a partition's
@@ -172,17 +192,21 @@ def draw_stats(stats: Stats) -> Any:
 
     summary, counter, packing = stats.summary, stats.counter, stats.packing
     t = summary["totals"]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5)) if packing is not None else plt.subplots(1, 2, figsize=(11, 4.2))
-    axes = np.asarray(axes).reshape(-1)
+    top = ["doc"] * 2 + ["group"] * 2 + ["length"] * 2
+    if packing is not None:
+        fig, axes = plt.subplot_mosaic([top, ["fill"] * 3 + ["pieces"] * 3], figsize=(16, 7.5))
+    else:
+        fig, axes = plt.subplot_mosaic([top], figsize=(16, 4.2))
     thousands = FuncFormatter(lambda v, _: f"{v:,.0f}")
-    _document_panel(axes[0], summary, counter, packing)
-    axes[0].xaxis.set_major_formatter(thousands)
-    _group_panel(axes[1], summary, counter)
+    _document_panel(axes["doc"], summary, counter, packing)
+    axes["doc"].xaxis.set_major_formatter(thousands)
+    _group_panel(axes["group"], summary, counter)
+    _length_panel(axes["length"], summary)
     if packing is not None and packing.seq_len:
-        _fill_panel(axes[2], summary, packing, packing.seq_len)
-        _pieces_panel(axes[3], summary, packing)
-    for i, ax in enumerate(axes):
-        if i != 1:  # the group panel shows shares
+        _fill_panel(axes["fill"], summary, packing, packing.seq_len)
+        _pieces_panel(axes["pieces"], summary, packing)
+    for name, ax in axes.items():
+        if name not in ("group", "length"):  # these show shares
             ax.yaxis.set_major_formatter(thousands)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from wwm_prep.core.lengths import band_label
 from wwm_prep.view.hist import PERCENTILES
 
 _METRICS = (("documents", "documents"), ("characters", "characters"), ("words", "words"), ("tokens", "tokens"),
@@ -102,6 +103,16 @@ def _histograms(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _length_shares(summary: Mapping[str, Any]) -> list[str]:
+    """Share of tokens by the length of their piece and of their whole document, side by side."""
+    shares = summary["length_shares"]
+    lines = ["", f"{'share of tokens by length':<26}{'of the piece':>14}{'of the document':>17}"]
+    for piece, document in zip(shares["by_piece"], shares["by_document"]):
+        lines.append(f"  {band_label(piece):<24}{100 * piece['share']:>13.1f}%{100 * document['share']:>16.1f}%  "
+                     f"{_bar(document['share'])}")
+    return lines
+
+
 def _closing(summary: Mapping[str, Any]) -> list[str]:
     """The manifest cross-check, the tokenizer and the notes."""
     check = summary["manifest"]
@@ -131,5 +142,31 @@ def format_stats(summary: Mapping[str, Any]) -> str:
     lines = [head, "", *_subset_table(summary)]
     if kind == "sequences":
         lines += _packing_table(t)
-    lines += _distributions(summary) + _histograms(summary) + _closing(summary)
+    lines += _distributions(summary) + _histograms(summary) + _length_shares(summary) + _closing(summary)
+    return "\n".join(lines)
+
+
+def _composition_rows(label: str, before: Mapping[str, Any], after: Mapping[str, Any], total_before: int,
+                      total_after: int) -> str:
+    return (f"  {label:<14}{before['tokens']:>16,}{100 * before['tokens'] / max(total_before, 1):>8.1f}%"
+            f"{after['tokens']:>16,}{100 * after['tokens'] / max(total_after, 1):>8.1f}%"
+            f"{(after['tokens'] / before['tokens']) if before['tokens'] else 0:>9.2f}×")
+
+
+def format_plan(plan: Mapping[str, Any]) -> str:
+    """`pack --plan`: tokens by subset and by document length, as segmented and as pack will take them."""
+    segmented, packed = plan["segmented"], plan["packed"]
+    weights = ", ".join(f"{n}={w:g}" for n, w in plan["subset_weights"].items()) or "none"
+    lengths = ", ".join(f"{b}:{w:g}" for b, w in plan["length_weights"]) or "none"
+    whole, taken = segmented["all"], packed["all"]
+    lines = [f"plan (nothing packed): seq_len {plan['seq_len']:,}, seed {plan['seed']}, subset weights {weights}, "
+             f"length weights {lengths}",
+             f"  {whole['documents']:,} documents ({whole['tokens']:,} tokens) as segmented → "
+             f"{taken['documents']:,} packed ({taken['tokens']:,} tokens, {taken['tokens'] / max(whole['tokens'], 1):.2f}×)",
+             "", f"  {'tokens by':<14}{'as segmented':>16}{'share':>9}{'packed':>16}{'share':>9}{'ratio':>10}"]
+    for name in [n for n in segmented if n != "all"]:
+        lines.append(_composition_rows(name, segmented[name], packed[name], whole["tokens"], taken["tokens"]))
+    lines += ["", f"  {'document length':<14}"]
+    for before, after in zip(whole["by_document_length"], taken["by_document_length"]):
+        lines.append(_composition_rows(band_label(before), before, after, whole["tokens"], taken["tokens"]))
     return "\n".join(lines)

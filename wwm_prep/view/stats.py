@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.groups import word_groups
+from wwm_prep.core.lengths import BANDS, token_shares
 from wwm_prep.core.manifest import SequenceManifest
 from wwm_prep.core.rows import DOCUMENT_OF_PIECE, SOURCE_PATTERN, RowLayout
 from wwm_prep.core.shards import ListColumn, ShardSet, open_shards
@@ -110,6 +111,7 @@ class Packing:
     pad_tokens: int = 0  # positions after the row's pieces
     pad_ids: int = 0  # positions holding <PAD> (a cross-check of the above)
     row_fill: Hist = field(default_factory=Hist)
+    piece_tokens: Hist = field(default_factory=Hist)  # tokens of each piece, without its <CLS>/<SEP>
     pieces_per_row: Hist = field(default_factory=Hist)
     cut: list[tuple[pa.Array, pa.Array, np.ndarray]] = field(default_factory=list)  # (doc key, subset, tokens)
     chars_known: bool = False
@@ -170,6 +172,7 @@ def _count_sequences(counter: Counter, packing: Packing, batch: pa.RecordBatch, 
         packing.pad_ids += int(np.count_nonzero(ids == pad_id))
     packing.row_fill.add(layout.fill)
     packing.pieces_per_row.add(layout.counts)
+    packing.piece_tokens.add(layout.lengths - 2)
 
     codes, tallies, k = _count_pieces(counter, packing, batch.column("doc_sources").flatten(), layout.lengths - 2,
                                       path)
@@ -304,6 +307,17 @@ def _add_packing(summary: dict[str, Any], counter: Counter, packing: Packing,
     summary["histograms"]["pieces_per_row"] = packing.pieces_per_row.table(PIECE_EDGES)
 
 
+def length_shares(counter: Counter, packing: Packing | None) -> dict[str, Any]:
+    """The share of tokens by the length of the piece they sit in and by the length of their whole document
+    (a cut document's pieces added up): they differ by what cutting at the row length does. Document shards
+    hold whole documents, so there the two agree."""
+    documents = counter.all.document_tokens
+    pieces = packing.piece_tokens if packing is not None else documents
+    return {"bands": list(BANDS),
+            "by_piece": token_shares(np.arange(pieces.counts.size), pieces.counts),
+            "by_document": token_shares(np.arange(documents.counts.size), documents.counts)}
+
+
 def compute_stats(directory: Path, tokenizer: Path | None = None) -> Stats:
     """Statistics of the shards in `directory` (document or sequence shards)."""
     shards = open_shards(directory)
@@ -330,6 +344,7 @@ def compute_stats(directory: Path, tokenizer: Path | None = None) -> Stats:
             "document_tokens": counter.all.document_tokens.table(log2_edges(counter.all.document_tokens)),
             "group_tokens": counter.all.group_tokens.table(GROUP_EDGES),
         },
+        "length_shares": length_shares(counter, packing),
         "subsets": {name: _tally_summary(t, shards.kind, chars_known) for name, t in sorted(counter.subsets.items())},
         "manifest": None,  # below, once the packing's totals are in
         "notes": notes,
