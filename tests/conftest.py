@@ -87,7 +87,13 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def wait_until(done: Callable[[], bool], proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
+# How long an awaited event may take before a test calls the wait vain: only a safety net for a stuck process,
+# far above what a run takes on a machine whose cores are all busy with other work.
+EVENT_DEADLINE = 600.0
+
+
+def wait_until(done: Callable[[], bool], proc: subprocess.Popen | None = None,
+               timeout: float = EVENT_DEADLINE) -> None:
     """Wait until `done()` (while `proc`, if given, is still at work): an event, looked for every 20 ms."""
     deadline = time.monotonic() + timeout
     while not done():
@@ -96,7 +102,7 @@ def wait_until(done: Callable[[], bool], proc: subprocess.Popen | None = None, t
         time.sleep(0.02)
 
 
-def freeze_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 120) -> None:
+def freeze_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = EVENT_DEADLINE) -> None:
     """Leave `proc` frozen (SIGSTOP) at a moment `ready()` holds, looked at while it is frozen, so the moment cannot
     pass between the look and what the test then does to it (SIGCONT lets it go on)."""
     deadline = time.monotonic() + timeout
@@ -118,7 +124,7 @@ def held_at_work(out: Path) -> set[str]:
     return held if done else set()
 
 
-def kill_at_work(proc: subprocess.Popen, out: Path, timeout: float = 120) -> set[str]:
+def kill_at_work(proc: subprocess.Popen, out: Path, timeout: float = EVENT_DEADLINE) -> set[str]:
     """Kill `proc` at a moment it has finished a unit and holds a claim on one it has not. Returns the units it held."""
     freeze_when(proc, lambda: bool(held_at_work(out)), timeout)
     held = held_at_work(out)

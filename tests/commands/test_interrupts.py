@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.conftest import (big_corpus, freeze_when, held_at_work, run, start_command, start_segment, units_done,
+from tests.conftest import (EVENT_DEADLINE, big_corpus, freeze_when, held_at_work, run, start_command, start_segment, units_done,
                             wait_until)
 from wwm_prep.commands import interrupts
 from wwm_prep.core.resources import resource
@@ -21,7 +21,7 @@ SAMPLE = resource("sample", "corpus")
 
 
 def interrupted_once(proc: subprocess.Popen, message: str) -> str:
-    _, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=EVENT_DEADLINE)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr and "Aborted" not in stderr, stderr
     assert stderr.count("interrupted") == 1 and message in stderr, stderr
@@ -70,14 +70,14 @@ def test_ctrl_c_while_the_dictionary_loads(tmp_path: Path) -> None:
             wait_until(lambda: not holds_open(proc.pid, lexicon), proc)  # the hash is done
             with open(lexicon, "wb"):  # returns once the loader has opened it
                 opened.set()
-                released.wait(120)
+                released.wait(EVENT_DEADLINE)
         except BaseException as error:  # the test reports it, instead of waiting in vain
             failed.append(error)
             opened.set()
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        assert opened.wait(120), "the run never began to load the dictionary"
+        assert opened.wait(EVENT_DEADLINE), "the run never began to load the dictionary"
         if failed:
             raise failed[0]
         wait_until(lambda: blocked_in(proc.pid, "pipe_read"), proc)

@@ -122,14 +122,6 @@ def passes(docs_dir: AnyPath, units: Mapping[str, Any], weights: Mapping[str, fl
     return sources
 
 
-def _intact(source: Source) -> bool:
-    """Whether a document shard is still the one segment recorded: by sha256, or for an object with its size
-    recorded, by size (reading it back over the network only to hash it would double pack's input)."""
-    if is_remote(source.path) and source.size is not None:
-        return identity(source.path)["size"] == source.size
-    return sha256_of(source.path) == source.sha256
-
-
 def intact(source: Source) -> bool:
     """Whether a document shard is still the one segment recorded: by sha256, or for an object with its size
     recorded, by size (reading it back over the network only to hash it would double pack's input)."""
