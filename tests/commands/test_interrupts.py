@@ -12,8 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.conftest import (EVENT_DEADLINE, big_corpus, freeze_when, held_at_work, run, start_command, start_segment, units_done,
-                            wait_until)
+from tests.conftest import (EVENT_DEADLINE, big_corpus, freeze_when, held_at_work, run, start_command, start_segment,
+                            units_done, wait_until)
 from wwm_prep.commands import interrupts
 from wwm_prep.core.resources import resource
 
