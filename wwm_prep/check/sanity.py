@@ -27,7 +27,6 @@ import numpy as np
 
 from wwm_prep.check import checkpoint, network
 from wwm_prep.core.errors import WwmPrepError
-from wwm_prep.core.storage import location
 from wwm_prep.core.manifest import SequenceManifest, TokenizerRecord
 from wwm_prep.core.rows import RowLayout, subset_of
 from wwm_prep.core.specials import IGNORE_INDEX

@@ -19,7 +19,6 @@ import pyarrow as pa
 from wwm_prep.core.arrays import offsets_of
 from wwm_prep.core.files import temp_path
 from wwm_prep.core.rows import RowLayout
-from wwm_prep.text.base import SENTENCE_ENDS
 from wwm_prep.text.tokenizer import open_tokenizer, tokenizer_sha256
 
 SENTENCE_REACH = 32  # a sentence end is "close" to a cut within 1/32 of a row before the limit
