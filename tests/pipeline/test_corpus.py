@@ -8,10 +8,20 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.shards import load_schema
-from wwm_prep.pipeline.corpus import Document, RecordReader, Reject, UnreadableFile, discover
+from wwm_prep.pipeline.corpus import (
+    Document,
+    RecordReader,
+    Reject,
+    UnreadableFile,
+    _parse_with_json,
+    discover,
+    parse_record,
+)
 
 LINES = [json.dumps({"text": t, "meta": {}}, ensure_ascii=False).encode() for t in ("東北大学", "研究者", " ")]
 
@@ -92,3 +102,54 @@ def test_a_truncated_file_is_unreadable_not_half_read(tmp_path: Path, kind: str)
     path.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(UnreadableFile):
         list(RecordReader(path))
+
+
+BIG = 18446744073709551616  # 2**64: json reads it as an int, orjson as a float
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (b'{"text": "\\ud800"}', "'text' holds a lone surrogate (not valid Unicode)"),
+    ('{"text": "a\udc80b"}'.encode("utf-8", "surrogatepass"), "'text' holds a lone surrogate (not valid Unicode)"),
+    (b'{"text": "a", "text": "\\ud800"}', "'text' holds a lone surrogate (not valid Unicode)"),
+    (b'{"text": "\\ud800", "text": "a"}', Document(7, "a")),
+    (b'{"text": "\\ud83d\\ude00"}', Document(7, "\U0001f600")),
+    (f'{{"text": {BIG}}}'.encode(), "'text' is int, not a string"),
+    (f'{{"text": {-BIG}}}'.encode(), "'text' is int, not a string"),
+    (f'{{"text": "ok", "id": {BIG}}}'.encode(), Document(7, "ok")),
+    (f'[{BIG}]'.encode(), "not a JSON object but list"),
+    (b'{"text": NaN}', "'text' is float, not a string"),
+    (b'{"text": 1e400}', "'text' is float, not a string"),
+    (b'{"text": "ok", "score": Infinity}', Document(7, "ok")),
+    (b'\xef\xbb\xbf{"text": "ok"}', Document(7, "ok")),
+    (b'{"text": "a\x01"}', "not JSON: Invalid control character at at column 12"),
+    (b'{"text": "a"} {}', "not JSON: Extra data at column 15"),
+])
+def test_a_line_is_kept_or_rejected_as_json_alone_reads_it(raw: bytes, expected: Document | str) -> None:
+    """orjson reads most lines; where it and `json` part (lone surrogates, integers above 64 bits, NaN, a BOM), the
+    record is kept or rejected, with the same reason, as `json` alone decides."""
+    got = parse_record(7, raw)
+    assert got == (expected if isinstance(expected, Document) else Reject(7, expected, raw))
+
+
+def _json_lines() -> st.SearchStrategy[bytes]:
+    """Lines as corpora hold them and as they break: JSON of any text (lone surrogates too, escaped or as raw bytes),
+    any numbers, other fields and shapes, then perhaps cut or with bytes inserted."""
+    text = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
+    lone = st.builds("{}{}{}".format, text, st.sampled_from(["\ud800", "\udbff", "\udc80", "\udfff"]), text)
+    value = st.one_of(text, lone, st.none(), st.integers(-(2**70), 2**70), st.floats(), st.booleans())
+    others = {"id": value, "meta": st.lists(value, max_size=2)}
+    record = st.one_of(st.fixed_dictionaries({"text": text | lone}, optional=others), st.dictionaries(
+        st.sampled_from(["text", "id"]), value, max_size=2), st.lists(value, max_size=2), value)
+    line = st.builds(lambda r, ascii_only: json.dumps(r, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass"),
+                     record, st.booleans())
+
+    def broken(raw: bytes, cut: int, insert: bytes) -> bytes:
+        at = cut % (len(raw) + 1)
+        return raw[:at] + insert + raw[at:]
+
+    return line | st.builds(broken, line, st.integers(0, 64), st.binary(max_size=3))
+
+
+@given(_json_lines())
+def test_orjson_never_changes_what_json_alone_decides(raw: bytes) -> None:
+    assert parse_record(3, raw) == _parse_with_json(3, raw, "text")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import glob
-import gzip
 import io
 import json
 import re
@@ -19,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+import orjson
 import zstandard
+from isal import igzip, isal_zlib
 
 from wwm_prep.core.errors import WwmPrepError
 from wwm_prep.core.shards import load_schema
@@ -190,8 +191,8 @@ class _ZstdFrames(io.RawIOBase):
 
 def _decompressed(path: Path, raw: BinaryIO) -> BinaryIO:
     """The decompressed byte stream of a corpus file, chosen by its name."""
-    if path.name.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if path.name.endswith(".gz"):  # ISA-L reads gzip about 2.5x faster than zlib, the same bytes and checks
+        return igzip.IGzipFile(fileobj=raw)  # type: ignore[return-value]
     if path.name.endswith(".zst"):
         return io.BufferedReader(_ZstdFrames(raw), 1 << 20)  # type: ignore[return-value]
     return raw
@@ -202,7 +203,21 @@ def open_binary(path: AnyPath) -> BinaryIO:
 
 
 def parse_record(line_no: int, raw: bytes, field: str = TEXT) -> Document | Reject:
-    """A document from one JSON line (its text in `field`), or the reason it cannot be one."""
+    """A document from one JSON line (its text in `field`), or the reason it cannot be one.
+
+    orjson takes the common case, an object whose field is a string: what it gives then is what `json` gives, and
+    it never yields a lone surrogate (it refuses them). Every other line goes to `json`, whose reading decides
+    what is kept and why not (orjson refuses lines `json` reads, and reads integers above 64 bits as floats)."""
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        record = None
+    if type(record) is dict and type(text := record.get(field)) is str:
+        return Document(line_no, text)
+    return _parse_with_json(line_no, raw, field)
+
+
+def _parse_with_json(line_no: int, raw: bytes, field: str) -> Document | Reject:
     try:
         record = json.loads(raw)
     except UnicodeDecodeError:
@@ -286,7 +301,7 @@ class RecordReader:
             if "Unknown frame descriptor" in str(exc):
                 raise UnreadableFile("not a zstd file, although named .zst (its first bytes are no zstd frame)") from exc
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
-        except (OSError, EOFError, zlib.error) as exc:
+        except (OSError, EOFError, zlib.error, isal_zlib.error) as exc:
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
 
 
