@@ -102,6 +102,7 @@ def test_unreadable_files_are_named_and_the_others_complete(tmp_path: Path) -> N
     whole = gzip.compress(b"\n".join([good] * 2000))
     (corpus / "b_truncated.jsonl.gz").write_bytes(whole[: len(whole) // 2])
     (corpus / "c_not_gzip.jsonl.gz").write_bytes(good + b"\n")
+    (corpus / "c_corrupt.jsonl.gz").write_bytes(whole[:20] + bytes(64) + whole[84:])  # the deflate data broken
     (corpus / "d.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(good + b"\n")[:-4])
     (corpus / "e.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(good + b"\n" + good + b"\n"))
     out = tmp_path / "out"
@@ -109,7 +110,7 @@ def test_unreadable_files_are_named_and_the_others_complete(tmp_path: Path) -> N
     assert code == 1
     manifest = json.loads((out / "manifest.json").read_text())
     failed = {Path(f["path"]).name for f in manifest["failed"]}
-    assert failed == {"b_truncated.jsonl.gz", "c_not_gzip.jsonl.gz", "d.jsonl.zst"}
+    assert failed == {"b_truncated.jsonl.gz", "c_corrupt.jsonl.gz", "c_not_gzip.jsonl.gz", "d.jsonl.zst"}
     assert "FAILED" in output and "b_truncated.jsonl.gz" in output
     assert manifest["totals"]["documents"] == 5
     assert sorted(p.name for p in out.glob("*.arrow")) == ["ja_cc--level0--a.arrow", "ja_cc--level0--e.arrow"]

@@ -16,7 +16,6 @@ import hashlib
 import json
 import re
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,16 @@ import zstandard
 
 from wwm_prep.core.files import temp_path
 from wwm_prep.core.storage import AnyPath, Output, identity, open_read, recorded, sha256_of
-from wwm_prep.pipeline.corpus import TEXT, InputFile, Span, UnreadableFile, _decompressed, _ZstdFrames, is_parquet
+from wwm_prep.pipeline.corpus import (
+    DECOMPRESSION_ERRORS,
+    TEXT,
+    InputFile,
+    Span,
+    UnreadableFile,
+    _decompressed,
+    _ZstdFrames,
+    is_parquet,
+)
 from wwm_prep.pipeline.executor import Executor
 from wwm_prep.pipeline.parquet import chunk_spans, parquet_index
 from wwm_prep.pipeline.progress import Elapsed
@@ -169,7 +177,7 @@ def build_index(file: InputFile, chunk_size: int, local: Path, verify: bool = Fa
         temp.unlink(missing_ok=True)
         if isinstance(exc, zstandard.ZstdError) and "Unknown frame descriptor" in str(exc):
             raise UnreadableFile("not a zstd file, although named .zst (its first bytes are no zstd frame)") from exc
-        if isinstance(exc, (OSError, EOFError, zlib.error, zstandard.ZstdError, pa.ArrowException)):
+        if isinstance(exc, (*DECOMPRESSION_ERRORS, zstandard.ZstdError, pa.ArrowException)):
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
         raise
     index = {"version": INDEX_VERSION, "source": file.source, "input": stamp, "chunk_size": chunk_size, **found}

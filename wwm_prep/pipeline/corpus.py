@@ -28,6 +28,8 @@ from wwm_prep.core.storage import AnyPath, is_url, location, open_read, remote_e
 from wwm_prep.pipeline.config import DEFAULT_TEXT_COLUMN
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
+# What reading a broken compressed file raises (zstd's own errors aside): truncation, bad headers, corrupt data.
+DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error, isal_zlib.error)
 TEXT = DEFAULT_TEXT_COLUMN  # the JSON field or Parquet column of the text, unless --text-column names another
 
 
@@ -301,7 +303,7 @@ class RecordReader:
             if "Unknown frame descriptor" in str(exc):
                 raise UnreadableFile("not a zstd file, although named .zst (its first bytes are no zstd frame)") from exc
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
-        except (OSError, EOFError, zlib.error, isal_zlib.error) as exc:
+        except DECOMPRESSION_ERRORS as exc:
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
 
 
