@@ -234,7 +234,8 @@ def main() -> None:
               "(target <= 5 %)")
         print(f"floor (reading the tools' Python outputs once and freeing them, as a share of tools + that), "
               f"{args.repeats} passes: {spread(floors, ' %', 100, 2)}")
-        above = [share - floor for share, floor in zip(share_wall, floors)]  # round by round: the floor's pass follows the share's
+        # round by round: each round's floor pass follows its share pass
+        above = [share - floor for share, floor in zip(share_wall, floors)]
         print(f"above the floor (overhead share - floor, round by round), {args.repeats} passes: "
               f"{spread(above, ' points', 100, 2)} (target <= 4 points)")
         print(f"old RATIO segment / raw bound throughput (passes timed apart), {args.repeats} passes: "

@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
-import zstandard
 
 from wwm_prep.core.files import temp_path
 from wwm_prep.core.storage import AnyPath, Output, identity, open_read, recorded, sha256_of
 from wwm_prep.pipeline.corpus import (
-    DECOMPRESSION_ERRORS,
+    READ_ERRORS,
     TEXT,
     InputFile,
     Span,
@@ -35,6 +34,7 @@ from wwm_prep.pipeline.corpus import (
     _decompressed,
     _ZstdFrames,
     is_parquet,
+    unreadable,
 )
 from wwm_prep.pipeline.executor import Executor
 from wwm_prep.pipeline.parquet import chunk_spans, parquet_index
@@ -55,7 +55,7 @@ def input_stamp(path: AnyPath, verify: bool = False) -> dict[str, Any]:
     try:
         return {**identity(path), **({"sha256": sha256_of(path)} if verify else {})}
     except OSError as exc:  # gone or unreadable since it was found: the unit fails, the run goes on
-        raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+        raise unreadable(exc) from exc
 
 
 def same_input(recorded: dict[str, Any], now: dict[str, Any]) -> bool:
@@ -175,10 +175,8 @@ def build_index(file: InputFile, chunk_size: int, local: Path, verify: bool = Fa
         found = _scan(file, chunk_size, temp, column)
     except BaseException as exc:
         temp.unlink(missing_ok=True)
-        if isinstance(exc, zstandard.ZstdError) and "Unknown frame descriptor" in str(exc):
-            raise UnreadableFile("not a zstd file, although named .zst (its first bytes are no zstd frame)") from exc
-        if isinstance(exc, (*DECOMPRESSION_ERRORS, zstandard.ZstdError, pa.ArrowException)):
-            raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+        if isinstance(exc, (*READ_ERRORS, pa.ArrowException)):
+            raise unreadable(exc) from exc
         raise
     index = {"version": INDEX_VERSION, "source": file.source, "input": stamp, "chunk_size": chunk_size, **found}
     if not temp.exists():

@@ -28,8 +28,8 @@ from wwm_prep.core.storage import AnyPath, is_url, location, open_read, remote_e
 from wwm_prep.pipeline.config import DEFAULT_TEXT_COLUMN
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
-# What reading a broken compressed file raises (zstd's own errors aside): truncation, bad headers, corrupt data.
-DECOMPRESSION_ERRORS = (OSError, EOFError, zlib.error, isal_zlib.error)
+# What reading a missing or broken file raises: I/O, truncation, bad headers, corrupt compressed data.
+READ_ERRORS = (OSError, EOFError, zlib.error, isal_zlib.error, zstandard.ZstdError)
 TEXT = DEFAULT_TEXT_COLUMN  # the JSON field or Parquet column of the text, unless --text-column names another
 
 
@@ -245,6 +245,13 @@ class UnreadableFile(Exception):
     """An input file that cannot be read to its end: missing, unreadable, truncated, corrupt compression."""
 
 
+def unreadable(exc: BaseException) -> UnreadableFile:
+    """The one line a run reports for a file whose reading raised `exc`."""
+    if isinstance(exc, zstandard.ZstdError) and "Unknown frame descriptor" in str(exc):
+        return UnreadableFile("not a zstd file, although named .zst (its first bytes are no zstd frame)")
+    return UnreadableFile(f"{type(exc).__name__}: {exc}")
+
+
 @dataclass(frozen=True)
 class Span:
     """Where a chunk of a file lies in its text: the byte offsets of its first line and of the line after its last,
@@ -299,12 +306,8 @@ class RecordReader:
                         yield parse_record(line_no, line, self.field)
                     if self.consumed == left:
                         break
-        except zstandard.ZstdError as exc:
-            if "Unknown frame descriptor" in str(exc):
-                raise UnreadableFile("not a zstd file, although named .zst (its first bytes are no zstd frame)") from exc
-            raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
-        except DECOMPRESSION_ERRORS as exc:
-            raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+        except READ_ERRORS as exc:
+            raise unreadable(exc) from exc
 
 
 def is_parquet(path: AnyPath) -> bool:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wwm_prep.core.storage import AnyPath, open_read
-from wwm_prep.pipeline.corpus import TEXT, Document, Reject, Span, UnreadableFile
+from wwm_prep.pipeline.corpus import TEXT, Document, Reject, Span, UnreadableFile, unreadable
 
 SLICE_BYTES = 4 << 20  # bytes of text read at a time: a huge row group is read in slices
 READ_BUFFER = 1 << 20  # a column chunk's pages are read through a buffer of this size, not whole
@@ -154,4 +154,4 @@ class ParquetReader:
                         self.consumed = before + size * done // max(rows, 1)
                     row += rows
         except (OSError, EOFError, pa.ArrowException) as exc:
-            raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+            raise unreadable(exc) from exc
