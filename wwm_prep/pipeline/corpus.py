@@ -302,7 +302,7 @@ class RecordReader:
                 for line_no, line in enumerate(stream, start=span.line if span is not None else 1):
                     self.consumed += len(line)
                     line = line.rstrip(b"\r\n")
-                    if line.strip():
+                    if line and not line.isspace():  # no copy made only to test for blankness
                         yield parse_record(line_no, line, self.field)
                     if self.consumed == left:
                         break
